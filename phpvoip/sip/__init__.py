@@ -1,0 +1,5 @@
+"""The SIP protocol: bytes in, messages and timer-driven state machines out.
+
+Nothing here knows about modules, the engine or the reactor singleton; time comes in
+as an injected `IReactorTime` and sockets stay in `transport`.
+"""
