@@ -1,0 +1,4 @@
+"""Terminal applications: endpoints that live inside the switch.
+
+Importing this package registers every built-in application type with `phpvoip.config`.
+"""

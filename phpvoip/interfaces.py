@@ -1,0 +1,275 @@
+"""The contracts through which the engine, modules, legs and applications meet.
+
+Vocabulary (DESIGN.md §1): every call is two legs. The *inbound leg* faces the caller
+(the switch is its UAS; the seed calls it the "callee" session), the *outbound leg*
+faces the destination (the switch is its UAC; the seed's "caller" session). A module
+hands the engine an inbound leg from ``callin()`` and an outbound leg from
+``callout()``; from then on the bridge owns both and relays what one leg reports to
+the other.
+
+Legs talk to their owner with a small vocabulary borrowed from the sippy B2BUA:
+progress (18x), answered (2xx), failed (final error before answer), ended (hang-up),
+and in-dialog requests (re-INVITE, UPDATE, INFO) with their answers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from zope.interface import Attribute, Interface
+
+__all__ = [
+    "CallRejected",
+    "Cause",
+    "IApplication",
+    "ICallLeg",
+    "ICallLegListener",
+    "IEngine",
+    "ILocationStore",
+    "IModule",
+    "IRouter",
+    "IncomingCall",
+    "LegReply",
+    "LegState",
+    "NotMine",
+]
+
+
+class NotMine(Exception):
+    """A module's answer "this call or request is not for me": try the next one.
+
+    The engine traps only this; any other exception is a bug and is logged."""
+
+
+class CallRejected(Exception):
+    """A module takes the call but refuses it: answer the caller with `status`.
+
+    E.g. the registrar's 407 challenge, or 403 for a known user whose INVITE comes
+    from the wrong place. `headers` are extra ``(name, value)`` pairs for the answer."""
+
+    def __init__(
+        self, status: int, reason: str | None = None, headers: tuple[tuple[str, str], ...] = ()
+    ) -> None:
+        super().__init__(f"{status} {reason or ''}".strip())
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+
+
+@dataclass(frozen=True, slots=True)
+class Cause:
+    """Why a leg or call ended: a SIP status (or None for a plain BYE) and text.
+
+    Carried to the other leg as an RFC 3326 Reason header and kept for the call
+    record."""
+
+    status: int | None = None
+    text: str = ""
+    origin: str = "remote"  # "remote" (the far end), "local" (the switch), "timeout"
+
+    @property
+    def reason_header(self) -> str:
+        code = self.status if self.status is not None else 200
+        text = self.text.replace('"', "'")
+        return f'SIP;cause={code};text="{text}"' if text else f"SIP;cause={code}"
+
+
+NORMAL_CLEARING = Cause(None, "Normal call clearing")
+
+
+@dataclass(frozen=True, slots=True)
+class LegReply:
+    """The final answer to an in-dialog request relayed through a leg."""
+
+    status: int
+    reason: str = ""
+    body: bytes = b""
+    content_type: str | None = None
+
+
+class LegState:
+    """The states every leg goes through, whatever its kind."""
+
+    IDLE = "idle"  # outbound: not dialled yet
+    CALLING = "calling"  # INVITE sent / received, no answer yet
+    EARLY = "early"  # a provisional with a To tag (ringing, early media)
+    ESTABLISHED = "established"  # answered and (for SIP) ACKed
+    TERMINATED = "terminated"
+
+
+@dataclass(slots=True)
+class IncomingCall:
+    """What the engine knows about a call when it asks the modules about it.
+
+    `invite` is the request as the caller sent it; `source` is where it came from
+    (None for a call an application places through the engine); `transaction` is the
+    server transaction (None for local calls). Modules read it; they do not answer
+    through the transaction themselves — they return a leg or raise."""
+
+    invite: object
+    source: object | None = None
+    transaction: object | None = None
+    call_id: str = ""
+    attributes: dict = field(default_factory=dict)  # modules may leave notes here
+
+
+class ICallLegListener(Interface):
+    """Who owns a leg (the bridge, or an application) and hears what it reports."""
+
+    def leg_progress(leg, status, reason, sdp):
+        """The leg's far end sent a provisional response (180, 183, ...), with SDP
+        (bytes) for early media or None."""
+
+    def leg_answered(leg, sdp):
+        """The far end answered (2xx); `sdp` is its answer or None."""
+
+    def leg_failed(leg, status, reason):
+        """An outbound leg ended with a final error before answer (486, 404, 408 for
+        no answer, 503 for an unreachable destination, ...)."""
+
+    def leg_ended(leg, cause):
+        """The far end hung up (BYE or CANCEL) or stopped answering (keepalive);
+        `cause` is a `Cause`."""
+
+    def leg_request(leg, method, body, content_type, headers):
+        """The far end sent an in-dialog request to relay (re-INVITE, UPDATE, INFO).
+
+        Returns a Deferred firing with a `LegReply` that the leg sends back."""
+
+
+class ICallLeg(Interface):
+    """One side of a call, a SIP dialog or one half of a local pair."""
+
+    id = Attribute("A short id unique in this process, for logs and records.")
+    state = Attribute("One of the `LegState` values.")
+    listener = Attribute("The `ICallLegListener` to report to; set by the owner.")
+    local_party = Attribute("The NameAddr this leg presents as itself.")
+    remote_party = Attribute("The NameAddr of the far end.")
+    remote_sdp = Attribute("The last SDP (bytes) the far end sent, or None.")
+    offer = Attribute("For outbound legs: the SDP offer to send when dialling.")
+
+    def dial():
+        """Outbound legs: send the INVITE. Progress arrives through the listener."""
+
+    def progress(status, reason, sdp):
+        """Inbound legs: send a provisional response (18x), `sdp` for early media."""
+
+    def answer(sdp):
+        """Inbound legs: answer the caller with 200 and `sdp`."""
+
+    def reject(status, reason, headers=()):
+        """Inbound legs before answer: send a final error response."""
+
+    def hangup(cause):
+        """End the leg in whatever way its state allows: CANCEL (outbound, not yet
+        answered), a final error (inbound, not yet answered), or BYE. Idempotent."""
+
+    def request(method, body, content_type, headers=()):
+        """Send an in-dialog request (re-INVITE, UPDATE, INFO) to the far end.
+
+        Returns a Deferred firing with the `LegReply`."""
+
+
+class IModule(Interface):
+    """The switch's proxy for a group of endpoints (registrar, line, trunk, app).
+
+    Modules are asked in order of `weight`, highest first. Each method either handles
+    what it is given, or raises `NotMine` so the engine asks the next module."""
+
+    name = Attribute("The module's name from the config, unique in the switch.")
+    weight = Attribute("Order of asking: higher first.")
+
+    def start(engine):
+        """Begin work (register upstream, load bindings, ...); `engine` provides
+        `IEngine`. May return a Deferred."""
+
+    def stop():
+        """Stop work (unregister, flush). May return a Deferred."""
+
+    def callin(call):
+        """`call` is an `IncomingCall`. Return (or fire a Deferred with) the inbound
+        `ICallLeg` that will face the caller if the caller is one of this module's
+        endpoints; raise `NotMine` if not; raise `CallRejected` to refuse it."""
+
+    def callout(invite, call):
+        """`invite` is the request after routing, `call` the `IncomingCall` as it
+        arrived. Return the outbound `ICallLeg` (not yet dialled) if the destination
+        is one of this module's endpoints; raise `NotMine` if not; `CallRejected`
+        to refuse (e.g. 480 for a registered user with no reachable contact)."""
+
+    def request(request, transaction, source):
+        """An out-of-dialog request other than INVITE (REGISTER, OPTIONS, MESSAGE,
+        SUBSCRIBE, ...). Answer it through `transaction.respond()` and return True,
+        or raise `NotMine`."""
+
+
+class IApplication(IModule):
+    """A terminal application: endpoints living inside the switch.
+
+    To receive a call, its `callout()` returns one leg of a local pair and keeps the
+    other; to place one, it submits an INVITE with `IEngine.place_call()` and its
+    `callin()` returns one leg of a pair."""
+
+    number = Attribute("The number the application answers on.")
+
+
+class IRouter(Interface):
+    """The static route table (DESIGN.md §1 step 2)."""
+
+    def route(invite):
+        """Return the request to send on: a rewritten copy (Request-URI, From, To)
+        or `invite` itself when no route matches. Contact never changes."""
+
+    def reload(routes):
+        """Replace the table (e.g. on SIGHUP) without touching calls in progress."""
+
+
+class IEngine(Interface):
+    """What modules and applications may ask of the switch."""
+
+    domain = Attribute("The domain / realm this switch serves.")
+    clock = Attribute("The IReactorTime every timer must use.")
+    timers = Attribute("The `phpvoip.sip.timers.Timers` in force.")
+
+    def local_address(transport):
+        """The `Address` the switch is reachable at over `transport` (for Via,
+        Contact)."""
+
+    def inbound_leg(call):
+        """A SIP leg answering the caller of `call` (an `IncomingCall`)."""
+
+    def outbound_leg(invite, destination, credentials=None):
+        """A SIP leg that will send `invite` (a Request built by the module: target
+        URI, From, To set; Via, Contact, Call-ID, CSeq are the leg's) to
+        `destination` (an `Address`). `credentials` (a digest client) answers
+        401/407 challenges."""
+
+    def local_pair():
+        """Two legs joined by method calls, for applications: returns
+        ``(engine_side, app_side)``."""
+
+    def place_call(invite):
+        """Run an application's INVITE through callin → route → callout → bridge as
+        if it came from the network. Returns a Deferred firing with the call id."""
+
+    def send_request(request, destination):
+        """Send an out-of-dialog request (REGISTER, OPTIONS) through a client
+        transaction. Returns a Deferred firing with the final Response."""
+
+
+class ILocationStore(Interface):
+    """Where the registrar keeps bindings so they survive a restart.
+
+    Writes never block the reactor: they return Deferreds."""
+
+    def load():
+        """Fire with every stored binding (at start-up)."""
+
+    def save(binding):
+        """Store or replace one binding (keyed by address-of-record and contact)."""
+
+    def delete(aor, contact):
+        """Remove one binding."""
+
+    def close():
+        """Flush and release the store."""

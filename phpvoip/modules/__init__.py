@@ -1,0 +1,4 @@
+"""Modules: the switch's proxies for groups of SIP endpoints (registrar, line, trunk).
+
+Importing this package registers every built-in module type with `phpvoip.config`.
+"""

@@ -1,0 +1,42 @@
+"""twistd glue: the command-line options and the service maker.
+
+The config is loaded and validated in `Options.postOptions`, before twistd builds or
+starts anything, so a bad config exits non-zero without binding a socket.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from twisted.application.service import IService
+from twisted.python import usage
+
+from phpvoip import config
+
+DEFAULT_CONFIG = "etc/phpvoip.yaml"
+# The same default config, installed with the package, for when the switch is started
+# from a directory that has no etc/phpvoip.yaml (e.g. after `pip install .`).
+PACKAGED_CONFIG = Path(__file__).with_name("default.yaml")
+
+
+class Options(usage.Options):
+    synopsis = "[--config PATH]"
+    longdesc = "Run the phpvoip SIP softswitch with the given YAML config."
+    optParameters = [
+        ["config", "c", None, f"YAML config file (default: {DEFAULT_CONFIG})"],
+    ]
+
+    def postOptions(self) -> None:
+        path = self["config"]
+        if path is None:
+            path = DEFAULT_CONFIG if Path(DEFAULT_CONFIG).exists() else str(PACKAGED_CONFIG)
+        try:
+            self["loaded"] = config.load(path)
+        except config.ConfigError as e:
+            raise usage.UsageError(str(e)) from None
+
+
+def makeService(options: Options) -> IService:
+    from phpvoip.service import build_service
+
+    return build_service(options["loaded"])
