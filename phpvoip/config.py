@@ -231,13 +231,23 @@ class Config:
     routes: list[Any] = field(default_factory=list)
 
 
-# type name -> parser(section) returning the module's settings object.
-_MODULE_TYPES: dict[str, Callable[[Section], Any]] = {}
+# type name -> (parser(section) returning the settings, factory(name, settings) -> IModule)
+_MODULE_TYPES: dict[str, tuple[Callable[[Section], Any], Callable[[str, Any], Any] | None]] = {}
 
 
-def register_module_type(name: str, parser: Callable[[Section], Any]) -> None:
-    """Let a module type validate its own config section."""
-    _MODULE_TYPES[name] = parser
+def register_module_type(
+    name: str, parser: Callable[[Section], Any], factory: Callable[[str, Any], Any] | None = None
+) -> None:
+    """Let a module type validate its own config section, and say how to build it."""
+    _MODULE_TYPES[name] = (parser, factory)
+
+
+def build_module(module: ModuleConfig) -> Any:
+    """Create the module a `ModuleConfig` describes."""
+    _parser, factory = _MODULE_TYPES[module.type]
+    if factory is None:
+        raise ValueError(f"module type {module.type!r} has no factory")
+    return factory(module.name, module.settings)
 
 
 def module_types() -> list[str]:
@@ -343,15 +353,15 @@ def _modules(top: Section) -> list[ModuleConfig]:
     for i, item in enumerate(top.items("modules")):
         section = Section(top.file, top.key("modules") + f"[{i}]", item)
         type_name = section.string("type")
-        parser = _MODULE_TYPES.get(type_name)
-        if parser is None:
+        entry = _MODULE_TYPES.get(type_name)
+        if entry is None:
             known = ", ".join(sorted(_MODULE_TYPES)) or "none"
             raise section.error("type", f"unknown module type {type_name!r} (known: {known})")
         name = section.string("name", type_name if type_name not in names else f"{type_name}{i}")
         if name in names:
             raise section.error("name", f"another module is already named {name!r}")
         names.add(name)
-        settings = parser(section)
+        settings = entry[0](section)
         section.check_unknown()
         modules.append(ModuleConfig(type_name, name, settings))
     return modules
