@@ -1,0 +1,189 @@
+"""What the four RFC 3261 §17 transaction machines share.
+
+Each machine is one class whose transitions are a literal table, ``{state: {event:
+handler name}}``, written out at the top of the class; `_Transaction._event` looks the
+pair up and raises `TransactionStateError` naming machine, state and event when the
+table has no entry (an event the machine cannot take in that state is a bug, not
+something to ignore silently). Timers are `IReactorTime.callLater` calls named after
+the RFC's letters; a firing timer is just another event (``timer_A`` ...).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from enum import Enum
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from twisted.internet.interfaces import IDelayedCall
+from twisted.logger import Logger
+
+from phpvoip.sip.address import Address
+from phpvoip.sip.errors import LocalProtocolError
+from phpvoip.sip.message import Request, Response
+
+if TYPE_CHECKING:
+    from phpvoip.sip.transaction import TransactionLayer
+
+__all__ = [
+    "MAGIC_COOKIE",
+    "TRYING_DELAY",
+    "LocalResponse",
+    "TransactionState",
+    "TransactionStateError",
+    "is_local",
+    "local_response",
+    "new_branch",
+    "new_tag",
+]
+
+log = Logger()
+
+# §8.1.1.7: every branch made by an RFC 3261 element starts with this.
+MAGIC_COOKIE = "z9hG4bK"
+
+# §17.2.1: the server INVITE transaction answers 100 Trying itself when the TU has
+# not answered within 200 ms.
+TRYING_DELAY = 0.2
+
+
+class TransactionState(Enum):
+    """Every state any of the four machines can be in (each uses a subset)."""
+
+    HELD = "held"  # a CANCEL waiting for its INVITE's first provisional (§9.1)
+    CALLING = "calling"
+    TRYING = "trying"
+    PROCEEDING = "proceeding"
+    COMPLETED = "completed"
+    CONFIRMED = "confirmed"
+    ACCEPTED = "accepted"  # RFC 6026
+    TERMINATED = "terminated"
+
+
+class TransactionStateError(LocalProtocolError):
+    """A machine was given an event its table has no entry for in its current state."""
+
+    def __init__(self, machine: str, state: TransactionState, event: str) -> None:
+        super().__init__(f"{machine} in state {state.name} cannot take event {event!r}")
+        self.machine = machine
+        self.state = state
+        self.event = event
+
+
+class LocalResponse(Response):
+    """A response the transaction layer made up and handed to its user: 408 on
+    timeout, 503 on a transport error, 481/487 around CANCEL. Never on the wire."""
+
+    __slots__ = ()
+
+    local = True
+
+
+def is_local(response: Response) -> bool:
+    """True for a response synthesized by this side rather than received."""
+    return isinstance(response, LocalResponse)
+
+
+def local_response(request: Request, status: int, reason: str | None = None) -> LocalResponse:
+    """A `LocalResponse` with the headers a real answer to `request` would carry."""
+    response = LocalResponse(status, reason)
+    response.fields = request.response(status).fields
+    return response
+
+
+def new_branch() -> str:
+    """A fresh Via branch for a new client transaction: the magic cookie plus 80
+    random bits, so that it is unique in space and time (§8.1.1.7)."""
+    return MAGIC_COOKIE + secrets.token_hex(10)
+
+
+def new_tag() -> str:
+    """A fresh From/To tag (§19.3: at least 32 bits of randomness)."""
+    return secrets.token_hex(6)
+
+
+def is_reliable(address: Address) -> bool:
+    """Everything but UDP retransmits by itself (§17.1.1.2, §17.2.1)."""
+    return address.transport != "udp"
+
+
+class _Transaction:
+    """Dispatch, timers and termination; subclasses bring the table and handlers."""
+
+    __slots__ = ("_layer", "_calls", "state", "request", "reliable", "branch")
+
+    # {state: {event: handler method name}}; the handler takes the event's argument.
+    TABLE: ClassVar[dict[TransactionState, dict[str, str]]] = {}
+
+    def __init__(self, layer: TransactionLayer, request: Request, address: Address) -> None:
+        self._layer = layer
+        self._calls: dict[str, IDelayedCall] = {}
+        self.request = request
+        self.reliable = is_reliable(address)
+        self.branch: str | None = request.top_via.branch if request.top_via is not None else None
+        self.state = TransactionState.TERMINATED  # subclasses set the initial state
+
+    @property
+    def terminated(self) -> bool:
+        return self.state is TransactionState.TERMINATED
+
+    def _event(self, event: str, arg: Any = None) -> None:
+        handler = self.TABLE.get(self.state, {}).get(event)
+        if handler is None:
+            raise TransactionStateError(type(self).__name__, self.state, event)
+        getattr(self, handler)(arg)
+
+    def _arm(self, timer: str, delay: float) -> None:
+        """Start RFC timer `timer` (a letter, or a name for the extra ones).
+
+        Handlers send last, but a transport may still report an error from inside
+        `send` and terminate us midway; a terminated machine arms nothing."""
+        if self.state is TransactionState.TERMINATED:
+            return
+        old = self._calls.get(timer)
+        if old is not None and old.active():
+            old.cancel()
+        self._calls[timer] = self._layer.clock.callLater(delay, self._timer_fired, timer)
+
+    def _disarm(self, *timers: str) -> None:
+        for timer in timers:
+            call = self._calls.pop(timer, None)
+            if call is not None and call.active():
+                call.cancel()
+
+    def _timer_fired(self, timer: str) -> None:
+        del self._calls[timer]
+        self._event("timer_" + timer)
+
+    def _terminate(self) -> None:
+        """Enter Terminated: stop every timer and leave the layer's tables."""
+        self.state = TransactionState.TERMINATED
+        for call in self._calls.values():
+            if call.active():
+                call.cancel()
+        self._calls.clear()
+        self._layer._forget(self)
+
+    def _wait_then_terminate(self, timer: str, delay: float) -> None:
+        """Timers D, I, J, K are zero over reliable transports (§17.1.1.2,
+        §17.1.2.2, §17.2.1, §17.2.2): terminate at once instead of arming one."""
+        if self.reliable or delay <= 0:
+            self._terminate()
+        else:
+            self._arm(timer, delay)
+
+    def _absorb(self, arg: Any) -> None:
+        """The event changes nothing in this state (a duplicate, a late message)."""
+
+    def _end(self, arg: Any) -> None:
+        self._terminate()
+
+    def _send(self, message: Request | Response, address: Address) -> None:
+        self._layer.send_stateless(message, address)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.request.method} {self.branch} {self.state.name}>"
+
+
+# A callback that receives every response a client transaction delivers.
+ResponseCallback = Callable[[Response], None]
