@@ -14,6 +14,7 @@ in one line, so `parse_challenges` reads a line with several. A `token68` value 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 
 from phpvoip.sip.errors import LocalProtocolError, ParseError
@@ -34,6 +35,19 @@ _TCHAR = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHI
 # LWS (RFC 3261 §25.1): folding is already undone by the message parser, but a
 # value built by hand may still carry CRLF + WSP.
 _LWS = frozenset(" \t\r\n")
+_TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]*")
+_LWS_RE = re.compile(r"[ \t\r\n]*")
+# qdtext (any char but controls, '"' and '\\'; TAB allowed) or quoted-pair
+_QUOTED_RE = re.compile(r'"((?:[^"\\\x00-\x08\x0a-\x1f\x7f]|\\[\x00-\x09\x0b\x0c\x0e-\x7f])*)"')
+_UNESCAPE_RE = re.compile(r"\\(.)", re.S)
+# The common case in one regex per parameter; anything it refuses (errors, several
+# challenges in a line, empty list elements) goes through `_Scanner`.
+_FAST_SCHEME_RE = re.compile(r"[ \t\r\n]*([!#$%&'*+\-.^_`|~0-9A-Za-z]+)[ \t\r\n]+")
+_FAST_PARAM_RE = re.compile(
+    r"([!#$%&'*+\-.^_`|~0-9A-Za-z]+)[ \t\r\n]*=[ \t\r\n]*"
+    r'(?:"((?:[^"\\\x00-\x08\x0a-\x1f\x7f]|\\[\x00-\x09\x0b\x0c\x0e-\x7f])*)"|([!#$%&\'*+\-.^_`|~0-9A-Za-z]+))'
+    r"[ \t\r\n]*(?:,[ \t\r\n]*|\Z)"
+)
 
 # RFC 7616 §3.3/§3.4: "a sender MUST only generate the quoted string syntax" for
 # these, and "MUST NOT" for algorithm, qop (in credentials), nc, stale, userhash.
@@ -204,21 +218,28 @@ class _Scanner:
     def lws(self) -> bool:
         """Skip linear whitespace; true if there was any."""
         start = self.pos
-        while self.pos < self.n and self.text[self.pos] in _LWS:
-            self.pos += 1
+        self.pos = _LWS_RE.match(self.text, start).end()  # type: ignore[union-attr]
         return self.pos > start
 
     def peek(self) -> str:
         return self.text[self.pos] if self.pos < self.n else ""
 
     def token(self) -> str:
-        start = self.pos
-        while self.pos < self.n and self.text[self.pos] in _TCHAR:
-            self.pos += 1
-        return self.text[start : self.pos]
+        m = _TOKEN_RE.match(self.text, self.pos)
+        self.pos = m.end()  # type: ignore[union-attr]
+        return m.group()  # type: ignore[union-attr]
 
     def quoted_string(self) -> str:
         """Read ``"..."`` with quoted-pairs (§25.1) and return it unescaped."""
+        m = _QUOTED_RE.match(self.text, self.pos)
+        if m is not None:
+            self.pos = m.end()
+            value = m.group(1)
+            return _UNESCAPE_RE.sub(r"\1", value) if "\\" in value else value
+        return self._bad_quoted_string()
+
+    def _bad_quoted_string(self) -> str:
+        """Walk a quoted string the regex refused, to say what is wrong with it."""
         text = self.text
         i = self.pos + 1
         out = []
@@ -239,6 +260,33 @@ class _Scanner:
             out.append(ch)
             i += 1
         raise ParseError("unterminated quoted string in auth header")
+
+
+def _fast_scan(text: str) -> tuple[str, dict[str, str], set[str]] | None:
+    """One scheme with well-formed params, or None to let `_scan` decide."""
+    m = _FAST_SCHEME_RE.match(text)
+    if m is None:
+        return None
+    scheme = m.group(1)
+    pos, n = m.end(), len(text)
+    params: dict[str, str] = {}
+    quoted: set[str] = set()
+    match = _FAST_PARAM_RE.match
+    while pos < n:
+        m = match(text, pos)
+        if m is None:
+            return None
+        name, qvalue, tvalue = m.groups()
+        key = name.lower()
+        if key in params:
+            return None
+        if qvalue is not None:
+            params[key] = _UNESCAPE_RE.sub(r"\1", qvalue) if "\\" in qvalue else qvalue
+            quoted.add(key)
+        else:
+            params[key] = tvalue
+        pos = m.end()
+    return scheme, params, quoted
 
 
 def _scan(text: str) -> Iterator[tuple[str, dict[str, str], set[str]]]:
@@ -309,6 +357,9 @@ def _scan(text: str) -> Iterator[tuple[str, dict[str, str], set[str]]]:
 
 def parse_challenges(value: str) -> list[Challenge]:
     """All challenges in one WWW-/Proxy-Authenticate line (usually one in SIP)."""
+    fast = _fast_scan(value)
+    if fast is not None:
+        return [Challenge(*fast)]
     return [Challenge(scheme, params, quoted) for scheme, params, quoted in _scan(value)]
 
 
@@ -323,6 +374,9 @@ def parse_challenge(value: str) -> Challenge:
 
 def parse_credentials(value: str) -> Credentials:
     """One Authorization/Proxy-Authorization value (RFC 3261 §25.1 `credentials`)."""
+    fast = _fast_scan(value)
+    if fast is not None:
+        return Credentials(*fast)
     found = list(_scan(value))
     if len(found) != 1:
         raise ParseError(f"{len(found)} credentials in one header value")

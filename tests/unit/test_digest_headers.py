@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from phpvoip.sip.authheaders import (
     Challenge,
     Credentials,
+    _fast_scan,
+    _scan,
     parse_challenge,
     parse_challenges,
     parse_credentials,
@@ -216,3 +220,49 @@ def test_repr_hides_values():
     """repr() names the parameters but shows no values (no secrets in logs)."""
     c = parse_credentials('Digest username="u", response="deadbeef"')
     assert "deadbeef" not in repr(c) and "response" in repr(c)
+
+
+_PIECES = st.sampled_from(
+    [
+        "Digest",
+        "Basic",
+        " ",
+        "\t",
+        "\r\n ",
+        ",",
+        "=",
+        '"',
+        "\\",
+        "realm",
+        "nonce",
+        "qop",
+        "a",
+        "b=c",
+        "é",
+        "\x01",
+        "/",
+    ]
+)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    st.tuples(st.sampled_from(["", "Digest ", "Basic\t"]), st.lists(_PIECES, max_size=14).map("".join)).map(
+        "".join
+    )
+)
+def test_fast_path_agrees_with_the_scanner(text):
+    """The one-regex fast path gives what the full scanner gives, and parsing
+    raises nothing but ParseError."""
+    fast = _fast_scan(text)
+    try:
+        slow = list(_scan(text))
+    except ParseError:
+        slow = None
+    if fast is not None:
+        assert slow is not None and len(slow) == 1
+        assert fast[0] == slow[0][0] and fast[1] == slow[0][1] and fast[2] == slow[0][2]
+    try:
+        parse_challenges(text)
+    except ParseError:
+        pass
