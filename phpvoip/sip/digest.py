@@ -212,6 +212,11 @@ class DigestServer:
     when their nonce expires; above `max_tracked` the least recently used are
     dropped and any nonce minted no later than a dropped one is then treated as
     stale, so dropping never reopens a replay.
+
+    Interop: the default order (SHA-256, then MD5) is RFC 8760's, but SIPp 3.6
+    reads only the first challenge and baresip 1.0 (libre 1.1) gives up on any
+    challenge that is not MD5 (tests/interop/test_digest_*.py); for such clients
+    offer ``algorithms=("MD5",)``.
     """
 
     def __init__(
@@ -514,12 +519,11 @@ def answer_challenge(
     offered = challenge.qop_options
     qop = "auth" if "auth" in offered else "auth-int" if "auth-int" in offered else None
     params = {"username": username, "realm": realm, "nonce": nonce, "uri": uri}
-    nc_text = cnonce_text = None
-    if qop is not None:
-        if not 1 <= nc <= 0xFFFFFFFF:
-            raise ValueError(f"nonce count {nc} out of range")
-        nc_text = f"{nc:08x}"
-        cnonce_text = cnonce or secrets.token_hex(8)
+    if not 1 <= nc <= 0xFFFFFFFF:
+        raise ValueError(f"nonce count {nc} out of range")
+    nc_text = f"{nc:08x}"  # RFC 7616 §3.4: nc = 8LHEX
+    cnonce_text = cnonce or secrets.token_hex(8)
+    # Without qop, compute_response leaves nc and cnonce out (RFC 2069 form).
     params["response"] = compute_response(
         algorithm, ha1_hex, nonce, method, uri, qop=qop, nc=nc_text, cnonce=cnonce_text, body=body
     )
@@ -527,7 +531,7 @@ def answer_challenge(
         # Echo it only when the server named one: some RFC 2069 servers reject
         # parameters they did not send.
         params["algorithm"] = challenge.params["algorithm"]
-    if cnonce_text is not None and nc_text is not None and qop is not None:
+    if qop is not None:
         params["cnonce"] = cnonce_text
         params["nc"] = nc_text
         params["qop"] = qop

@@ -553,3 +553,22 @@ def test_client_needs_a_challenge_first():
     """authorization() before any challenge is a usage error."""
     with pytest.raises(ValueError):
         DigestClient("u", "p").authorization("REGISTER", "sip:x")
+
+
+@pytest.mark.skipif(canonical_algorithm("SHA-512-256") is None, reason="no SHA-512/256 in this OpenSSL")
+def test_sha512_256_round_trip_and_preference():
+    """SHA-512-256 (RFC 8760) round-trips and a client prefers it over SHA-256."""
+    server = make_server(algorithms=("SHA-512-256", "SHA-256", "MD5"))
+    challenge = choose_challenge(reversed(server.challenge()))
+    assert challenge.algorithm == "SHA-512-256"
+    cred = parse_credentials(answer_challenge(challenge, "REGISTER", "sip:pbx.example", "1001", "secret1"))
+    assert len(cred.response) == 64
+    assert server.verify(cred, "REGISTER", lookup).ok
+
+
+def test_nonce_count_out_of_range_refused():
+    """answer_challenge refuses an nc that does not fit 8 hex digits."""
+    with pytest.raises(ValueError):
+        answer_challenge(
+            parse_challenge('Digest realm="r", nonce="n", qop="auth"'), "GET", "/", "u", "p", nc=0
+        )
