@@ -27,6 +27,7 @@ from typing import Protocol as TypingProtocol
 
 from twisted.application.service import Service
 from twisted.internet import udp
+from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import ClientFactory, DatagramProtocol, Protocol, ServerFactory
 from twisted.logger import Logger, LogLevel
@@ -316,10 +317,18 @@ class _ErrQueuePort(udp.Port):
         return super().stopListening()
 
     def connectionLost(self, reason: Failure | None = None) -> None:
-        if reason is not None and self._recverr and not self._stopping and self.connected:
-            if self._drain_errors():
-                self.startReading()
-                return
+        # The reactor's mistake arrives as ConnectionDone (it was reading the fd);
+        # stopListening passes no reason and reactor shutdown passes ConnectionLost.
+        if (
+            reason is not None
+            and reason.check(ConnectionDone)
+            and self._recverr
+            and not self._stopping
+            and self.connected
+            and self._drain_errors()
+        ):
+            self.startReading()
+            return
         super().connectionLost(reason)
 
     def _drain_errors(self) -> int:
