@@ -77,29 +77,30 @@ class FrontDoor:
         if method == "ACK":
             return None  # never answered (§17.2.1); there is no 2xx of ours to ACK
         local = method == "OPTIONS" and self.is_local(request)
+        tag = request_tag(request)
         refusal = check_request(
-            request, allowed_methods=self.allowed_methods, supported=self.supported, local=local
+            request, allowed_methods=self.allowed_methods, supported=self.supported, local=local, to_tag=tag
         )
         if refusal is not None:
             return refusal
         if request.to.tag is not None or method == "CANCEL":
             # §12.2.2: a request inside a dialog the UAS does not know → 481, and
             # §9.2: a CANCEL that matches no transaction → 481. Stateless, we know none.
-            return request.response(481, None, request_tag(request))
+            return request.response(481, None, tag)
         if method == "OPTIONS":
             if not local:
                 # §8.2.2.1: a Request-URI "that the UAS is not willing to accept
                 # requests for" → 404. The front door relays nothing.
-                return request.response(404, None, request_tag(request))
-            return self.options_response(request)
+                return request.response(404, None, tag)
+            return self.options_response(request, tag)
         # A method configured as allowed that the front door itself cannot serve.
-        return request.response(501, None, request_tag(request))
+        return request.response(501, None, tag)
 
-    def options_response(self, request: Request) -> Response:
+    def options_response(self, request: Request, tag: str | None = None) -> Response:
         """200 to an OPTIONS for the switch, with the header fields §11.2 says
         "SHOULD be present": Allow, Accept, Accept-Encoding, Accept-Language,
         Supported."""
-        response = request.response(200, None, request_tag(request))
+        response = request.response(200, None, tag if tag is not None else request_tag(request))
         response.add("Allow", allow_value(self.allowed_methods))
         response.add("Accept", ", ".join(self.accept))
         response.add("Accept-Encoding", "identity")

@@ -17,7 +17,6 @@ global reactor.
 from __future__ import annotations
 
 import errno
-import ipaddress
 import re
 import socket
 import struct
@@ -69,10 +68,16 @@ class Sink(TypingProtocol):
 # -- pure helpers ------------------------------------------------------------
 
 
-def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+def _ip(host: str) -> bytes | None:
+    """The packed form of an IP literal (brackets allowed), None for anything else."""
+    if ":" in host:
+        try:
+            return socket.inet_pton(socket.AF_INET6, host.strip("[]"))
+        except (OSError, ValueError):
+            return None
     try:
-        return ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
+        return socket.inet_pton(socket.AF_INET, host)
+    except (OSError, ValueError):
         return None
 
 
