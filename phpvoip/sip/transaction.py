@@ -14,7 +14,7 @@ parts (states, errors, local responses, branch and tag helpers) in
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -74,6 +74,7 @@ DEFAULT_TIMERS = Timers()
 SendFunction = Callable[[Request | Response, Address], None]
 
 
+@runtime_checkable
 class TransactionUser(Protocol):
     """What the layer calls upwards."""
 
@@ -303,7 +304,9 @@ class TransactionLayer:
             invite.hold_cancel(cancel)
         else:
             cancel._event("start")
-            invite._event("cancel_sent")
+            # A transport that fails synchronously may have ended the INVITE too.
+            if not invite.terminated:
+                invite._event("cancel_sent")
 
     # -- bookkeeping -----------------------------------------------------------------------
 

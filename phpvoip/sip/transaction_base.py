@@ -16,7 +16,6 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from twisted.internet.interfaces import IDelayedCall
-from twisted.logger import Logger
 
 from phpvoip.sip.address import Address
 from phpvoip.sip.errors import LocalProtocolError
@@ -36,8 +35,6 @@ __all__ = [
     "new_branch",
     "new_tag",
 ]
-
-log = Logger()
 
 # §8.1.1.7: every branch made by an RFC 3261 element starts with this.
 MAGIC_COOKIE = "z9hG4bK"
@@ -107,6 +104,9 @@ def is_reliable(address: Address) -> bool:
     return address.transport != "udp"
 
 
+_NO_TRANSITIONS: dict[str, str] = {}
+
+
 class _Transaction:
     """Dispatch, timers and termination; subclasses bring the table and handlers."""
 
@@ -128,7 +128,7 @@ class _Transaction:
         return self.state is TransactionState.TERMINATED
 
     def _event(self, event: str, arg: Any = None) -> None:
-        handler = self.TABLE.get(self.state, {}).get(event)
+        handler = self.TABLE.get(self.state, _NO_TRANSITIONS).get(event)
         if handler is None:
             raise TransactionStateError(type(self).__name__, self.state, event)
         getattr(self, handler)(arg)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from twisted.logger import Logger
+
 from phpvoip.sip.address import Address
 from phpvoip.sip.headers import CSeq
 from phpvoip.sip.message import Request, Response
@@ -32,6 +34,7 @@ __all__ = [
     "make_cancel",
 ]
 
+log = Logger()
 S = TransactionState
 
 
@@ -112,6 +115,13 @@ class ClientTransaction(_Transaction):
     def _fail(self, status: int) -> None:
         """Terminate and give the user a local `status` response instead of a real one."""
         self._terminate()
+        log.debug(
+            "client transaction {branch} {method} ended locally with {status}",
+            branch=self.branch,
+            method=self.method,
+            status=status,
+            callID=self.request.call_id,
+        )
         self.on_response(local_response(self.request, status))
 
     def _timeout(self, arg: Any) -> None:

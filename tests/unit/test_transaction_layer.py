@@ -16,6 +16,7 @@ from phpvoip.sip.transaction import (
     ServerNonInviteTransaction,
     TransactionLayer,
     TransactionState,
+    TransactionUser,
     make_cancel,
     new_branch,
     new_tag,
@@ -390,3 +391,28 @@ def test_invite_ringing_answered_and_acked_between_two_layers():
     assert [a.method for a, _ in server_user.acks] == ["ACK"]
     advance(clock, 40)
     assert client.counts() == server.counts() == {"client": 0, "server": 0}
+
+
+def test_recording_users_meet_the_transaction_user_protocol():
+    """The fakes (and so the tests) speak the TransactionUser protocol the layer calls."""
+    assert isinstance(RecordingUser(), TransactionUser)
+
+
+def test_cancel_with_a_transport_failing_synchronously():
+    """A transport error raised from inside send while a CANCEL goes out ends both
+    the CANCEL and its INVITE with local 503s, and nothing is left running."""
+    clock, wire, user, layer = make_layer()
+    invite_got, cancel_got = Responses(), Responses()
+    invite = request("INVITE")
+    layer.send_request(invite, UDP_PEER, invite_got)
+    layer.message_received(answer(invite, 180), UDP_PEER)
+
+    def refuse(message, address):
+        layer.transport_error(address)
+
+    layer._send = refuse
+    layer.send_request(make_cancel(invite), UDP_PEER, cancel_got)
+    assert invite_got.statuses == [180, 503]
+    assert cancel_got.statuses == [503]
+    assert layer.counts() == {"client": 0, "server": 0}
+    assert clock.getDelayedCalls() == []
