@@ -431,11 +431,14 @@ class _StreamConnection(Protocol):
         self.outbound = outbound
         self.framer = StreamFramer(owner.max_message_size)
         self.is_open = False
+        self.closing = False
+        self.connector: Any = None  # an outbound connection's, while it connects
         self.queue: list[bytes] = []  # written once connected
         self._idle: Any = None
 
     def connectionMade(self) -> None:
         self.is_open = True
+        self.connector = None
         try:
             self.transport.setTcpNoDelay(True)
         except Exception:  # not every transport has the option (tests' fakes)
@@ -468,8 +471,11 @@ class _StreamConnection(Protocol):
             self.queue.append(data)
 
     def close(self) -> None:
+        self.closing = True
         if self.transport is not None:
             self.transport.loseConnection()
+        elif self.connector is not None:
+            self.connector.stopConnecting()
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self.is_open = False
@@ -666,7 +672,7 @@ class SipTransport:
         connection = _StreamConnection(self, address, outbound=True)
         self._connections[address] = connection
         try:
-            self.reactor.connectTCP(
+            connection.connector = self.reactor.connectTCP(
                 address.host, address.port, _StreamClientFactory(connection), timeout=self.connect_timeout
             )
         except Exception:
@@ -782,8 +788,11 @@ class SipTransport:
     def _connect_failed(self, connection: _StreamConnection, reason: Failure) -> None:
         address = connection.peer
         connection.queue = []
+        connection.connector = None
         if self._connections.get(address) is connection:
             del self._connections[address]
+        if connection.closing:
+            return  # we gave up on it ourselves (disconnect_all)
         log.info("cannot connect to {address}: {why}", address=address, why=reason.getErrorMessage())
         self._report(address)
 

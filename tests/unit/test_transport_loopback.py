@@ -516,3 +516,37 @@ async def test_idle_connection_is_closed_by_the_injected_clock(reactor, switch):
     assert a.open_connections() == [target]
     clock.advance(2)
     await until(reactor, lambda: not a.open_connections() and not switch.transport.open_connections())
+
+
+@pytest_twisted.ensureDeferred
+async def test_disconnect_all_abandons_pending_connects_quietly(reactor, switch):
+    """disconnect_all stops a connection still connecting, without a transport error."""
+    other = Switch(reactor)
+    try:
+        target = Address("tcp", HOST, other.tcp_port)
+        switch.transport.send(parse(options(other.tcp_port, f"{HOST}:5060", transport="TCP")), target)
+        # The reactor has not run yet, so the connection is still being made.
+        assert switch.transport.open_connections() == [target]
+        switch.transport.disconnect_all()
+        await until(reactor, lambda: not switch.transport.open_connections())
+        assert other.sink.messages.pending == []
+    finally:
+        await other.close()
+    assert switch.sink.errors.pending == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_udp_service_binds_while_running(reactor, peer):
+    """udp_service binds a reporting UDP port on start and unbinds it on stop."""
+    sink = Recorder()
+    transport = SipTransport(reactor, sink)
+    service = transport.udp_service(0, HOST)
+    service.startService()
+    try:
+        (local,) = transport.local_addresses()
+        peer.transport.write(options(local.port, f"{HOST}:{peer.port}"), (HOST, local.port))
+        message, _ = await within(sink.messages.get(), reactor)
+        assert message.method == "OPTIONS"
+    finally:
+        await service.stopService()
+    assert transport.local_addresses() == []
