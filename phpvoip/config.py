@@ -327,8 +327,10 @@ def _sip_settings(section: Section) -> SipSettings:
 
 
 def _storage(top: Section, name: str) -> StorageSettings:
-    text = top.string(name, "memory:")
+    text = top.string(name, "memory")
     kind, _, rest = text.partition(":")
+    # `memory` is also accepted without its colon: in YAML a bare `memory:` at the
+    # end of a line starts a mapping.
     if kind == "memory" and not rest:
         return StorageSettings("memory")
     if kind == "sqlite" and rest:

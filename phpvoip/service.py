@@ -6,54 +6,117 @@ call without starting anything, and one `MultiService` whose children own the po
 
 from __future__ import annotations
 
+import signal
 from typing import Any
 
 from twisted.application import internet
 from twisted.application.service import MultiService
 from twisted.logger import Logger
 
-from phpvoip.config import Config
-from phpvoip.frontdoor import FrontDoor
+from phpvoip import config as config_module
+from phpvoip.config import Config, ConfigError
+from phpvoip.engine import Engine
+from phpvoip.router import Router
 from phpvoip.sip.address import Address
 from phpvoip.sip.transport import SipTransport
 
+__all__ = ["SwitchService", "build_engine", "build_service"]
+
 log = Logger()
+
+# How long a stopping switch waits for BYEs, unregistrations and store flushes.
+STOP_GRACE = 5.0
 
 
 class SwitchService(MultiService):
     """The whole switch; its children are the listening ports."""
 
-    def __init__(self, config: Config, transport: SipTransport, front_door: FrontDoor) -> None:
+    def __init__(self, config: Config, transport: SipTransport, engine: Engine, reactor: Any) -> None:
         super().__init__()
         self.config = config
         self.transport = transport
-        self.front_door = front_door
+        self.engine = engine
+        self.reactor = reactor
+        self._old_sighup: Any = None
 
     def startService(self) -> None:
         super().startService()
         log.info(
-            "phpvoip started from {file} on {listen}",
+            "phpvoip started from {file} on {listen} with modules {modules}",
             file=self.config.file,
             listen=", ".join(str(a) for a in self.config.sip.listen),
+            modules=", ".join(f"{m.name}({m.type})" for m in self.config.modules) or "none",
         )
+        d = self.engine.start()
+        d.addErrback(lambda f: log.failure("a module failed to start", f))
+        if hasattr(signal, "SIGHUP"):
+            self._old_sighup = signal.signal(signal.SIGHUP, self._sighup)
+
+    def _sighup(self, signum: int, frame: Any) -> None:
+        self.reactor.callFromThread(self.reload)
+
+    def reload(self) -> bool:
+        """Re-read the config file and swap the route table; keeps the old table
+        (and says why) when the file has become invalid. Other sections need a
+        restart."""
+        try:
+            fresh = config_module.load(self.config.file)
+        except ConfigError as e:
+            log.error("reload refused, keeping the running config: {error}", error=str(e))
+            return False
+        self.engine.router.reload(fresh.routes)
+        self.config.routes = fresh.routes
+        log.info("reloaded {count} routes from {file}", count=len(fresh.routes), file=self.config.file)
+        return True
 
     def stopService(self) -> Any:
         log.info("phpvoip stopping")
-        return super().stopService()
+        if self._old_sighup is not None:
+            signal.signal(signal.SIGHUP, self._old_sighup)
+            self._old_sighup = None
+        stopping = self.engine.stop()
+        timeout = self.reactor.callLater(STOP_GRACE, stopping.cancel)
+
+        def stop_ports(_: Any) -> Any:
+            if timeout.active():
+                timeout.cancel()
+            self.transport.disconnect_all()
+            return MultiService.stopService(self)
+
+        stopping.addErrback(lambda f: log.failure("while stopping modules", f))
+        return stopping.addBoth(stop_ports)
 
 
-def _build_transport(config: Config, reactor: Any) -> SipTransport:
-    return SipTransport(reactor, max_message_size=config.sip.max_message_size)
+def _build_store(config: Config, reactor: Any) -> Any:
+    from phpvoip.store import open_store
+
+    return open_store(config.storage, reactor)
 
 
-def _build_ports(config: Config, transport: SipTransport) -> list[internet.UDPServer | internet.TCPServer]:
+def _build_ports(config: Config, transport: SipTransport) -> list[Any]:
     ports: list[Any] = []
     for listen in config.sip.listen:
         if listen.transport == "udp":
-            ports.append(internet.UDPServer(listen.port, transport.udp_protocol(), interface=listen.host))
+            ports.append(transport.udp_service(listen.port, listen.host))
         else:
-            ports.append(internet.TCPServer(listen.port, transport.tcp_factory(), interface=listen.host))
+            factory = transport.tcp_factory(Address("tcp", listen.host, listen.port))
+            ports.append(internet.TCPServer(listen.port, factory, interface=listen.host))
     return ports
+
+
+def build_engine(config: Config, transport: Any, reactor: Any, store: Any = None) -> Engine:
+    modules = [config_module.build_module(m) for m in config.modules]
+    return Engine(
+        transport,
+        reactor,
+        config.sip.domain,
+        modules,
+        Router(config.routes),
+        config.sip.timers,
+        config.calls,
+        store,
+        config.sip.user_agent,
+    )
 
 
 def build_service(config: Config, reactor: Any = None) -> SwitchService:
@@ -61,11 +124,11 @@ def build_service(config: Config, reactor: Any = None) -> SwitchService:
         from twisted.internet import reactor as default_reactor
 
         reactor = default_reactor
-    transport = _build_transport(config, reactor)
-    addresses = [Address(a.transport, a.host, a.port) for a in config.sip.listen]
-    front_door = FrontDoor(transport, domain=config.sip.domain, addresses=addresses)
-    transport.sink = front_door
-    service = SwitchService(config, transport, front_door)
+    transport = SipTransport(reactor, max_message_size=config.sip.max_message_size)
+    engine = build_engine(config, transport, reactor, _build_store(config, reactor))
+    transport.sink = engine.layer
+    service = SwitchService(config, transport, engine, reactor)
     for port in _build_ports(config, transport):
         port.setServiceParent(service)
     return service
+
