@@ -258,18 +258,42 @@ class IEngine(Interface):
 
 
 class ILocationStore(Interface):
-    """Where the registrar keeps bindings so they survive a restart.
+    """Where the registrar keeps bindings (`phpvoip.store.Binding`) so they survive
+    a restart, and optionally the users it authenticates.
 
-    Writes never block the reactor: they return Deferreds."""
+    The service opens it (`phpvoip.store.open_store`) and offers it as
+    `IEngine.store`; the registrar takes it from there in `start()`. Every method
+    returns a Deferred and none blocks the reactor: a store that writes to disk
+    queues the write and does it on its own thread. Writes are applied in the
+    order they were made; a save and a later delete of the same binding end
+    with it deleted. Expiry times are absolute wall-clock seconds."""
 
-    def load():
-        """Fire with every stored binding (at start-up)."""
+    def load(now):
+        """Fire with a list of every stored binding that is still valid at `now`
+        (wall-clock seconds); lapsed ones are dropped from the store."""
 
     def save(binding):
-        """Store or replace one binding (keyed by address-of-record and contact)."""
+        """Store or replace one binding, keyed by (``aor``, ``key``). Fires when
+        the write is durable."""
 
-    def delete(aor, contact):
-        """Remove one binding."""
+    def delete(aor, key):
+        """Remove one binding (no error when there is none). Fires when durable."""
+
+    def flush():
+        """Fire when every write made so far is durable."""
 
     def close():
-        """Flush and release the store."""
+        """Flush and release the store; it takes no writes afterwards."""
+
+    def secret(name):
+        """Fire with a random secret (bytes) made the first time `name` is asked
+        for and the same ever after (nonce keys that outlive a restart)."""
+
+    def load_users():
+        """Fire with a list of `phpvoip.store.UserRecord` kept in the store."""
+
+    def save_user(user):
+        """Store or replace a `UserRecord`."""
+
+    def delete_user(username):
+        """Remove a user (no error when there is none)."""
