@@ -221,6 +221,9 @@ class StorageSettings:
     path: str | None = None
 
 
+LOG_LEVELS = ("debug", "info", "warn", "error", "critical")
+
+
 @dataclass
 class Config:
     file: str
@@ -229,6 +232,7 @@ class Config:
     calls: CallSettings
     modules: list[ModuleConfig] = field(default_factory=list)
     routes: list[Any] = field(default_factory=list)
+    log_level: str = "info"
 
 
 # type name -> (parser(section) returning the settings, factory(name, settings) -> IModule)
@@ -292,12 +296,15 @@ def load_text(text: str, file: str = "<config>") -> Config:
     calls = _call_settings(top.section("calls", {}))
     modules = _modules(top)
     routes = _routes(top)
+    log_level = top.string("log_level", "info")
+    if log_level not in LOG_LEVELS:
+        raise top.error("log_level", f"{log_level!r} is not one of {', '.join(LOG_LEVELS)}")
     for name, feature in _NOT_YET.items():
         if top.has(name):
             top.raw(name)
             raise top.error(name, f"{feature} is not available in this version of phpvoip")
     top.check_unknown()
-    return Config(file, sip, storage, calls, modules, routes)
+    return Config(file, sip, storage, calls, modules, routes, log_level)
 
 
 def _sip_settings(section: Section) -> SipSettings:

@@ -11,7 +11,8 @@ from typing import Any
 
 from twisted.application import internet
 from twisted.application.service import MultiService
-from twisted.logger import Logger
+from twisted.logger import ILogObserver, Logger
+from twisted.python.components import Componentized
 
 from phpvoip import config as config_module
 from phpvoip.config import Config, ConfigError
@@ -38,6 +39,17 @@ class SwitchService(MultiService):
         self.engine = engine
         self.reactor = reactor
         self._old_sighup: Any = None
+
+    # Set by phpvoip.tap for twistd: the observer the application logs to.
+    log_observer: Any = None
+
+    def setServiceParent(self, parent: Any) -> None:
+        # twistd asks the application (the parent) for an ILogObserver component
+        # before it starts logging; offering ours applies the configured level.
+        if self.log_observer is not None and isinstance(parent, Componentized):
+            if parent.getComponent(ILogObserver, None) is None:
+                parent.setComponent(ILogObserver, self.log_observer)
+        super().setServiceParent(parent)
 
     def startService(self) -> None:
         super().startService()

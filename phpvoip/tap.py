@@ -6,10 +6,20 @@ starts anything, so a bad config exits non-zero without binding a socket.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import Any
 
 from twisted.application.service import IService
+from twisted.logger import (
+    FilteringLogObserver,
+    ILogObserver,
+    LogLevel,
+    LogLevelFilterPredicate,
+    textFileLogObserver,
+)
 from twisted.python import usage
+from twisted.python.logfile import LogFile
 
 from phpvoip import config
 
@@ -39,4 +49,20 @@ class Options(usage.Options):
 def makeService(options: Options) -> IService:
     from phpvoip.service import build_service
 
-    return build_service(options["loaded"])
+    service = build_service(options["loaded"])
+    service.log_observer = _log_observer(options)
+    return service
+
+
+def _log_observer(options: Options) -> ILogObserver:
+    """What twistd would log to, filtered at the config's `log_level`, so that
+    debug events (per call, per transaction) cost a filter test, not a write."""
+    twistd = options.parent or {}
+    logfile = twistd.get("logfile")
+    if logfile == "-" or (not logfile and twistd.get("nodaemon")):
+        output: Any = sys.stdout
+    else:
+        output = LogFile.fromFullPath(logfile or "twistd.log")
+    level = LogLevel.levelWithName(options["loaded"].log_level)
+    predicate = LogLevelFilterPredicate(defaultLogLevel=level)
+    return FilteringLogObserver(textFileLogObserver(output), [predicate])

@@ -39,7 +39,7 @@ class RobotSettings:
     ring: bool = True
     dial_to: str | None = None
     dial_every: float = 60.0
-    weight: int = 10
+    weight: int = 80
 
 
 def parse_settings(section: Section) -> RobotSettings:
@@ -51,7 +51,7 @@ def parse_settings(section: Section) -> RobotSettings:
         ring=section.boolean("ring", True),
         dial_to=dial.string("to", None),
         dial_every=float(dial.number("every", 60.0, minimum=1)),
-        weight=section.integer("weight", 10),
+        weight=section.integer("weight", 80),
     )
     dial.check_unknown()
     return settings

@@ -70,6 +70,7 @@ class _SipLeg:
         self.dialog: Dialog | None = None
         self.peer_allow: str = ""  # the far end's Allow header, for keepalive choice
         self._keepalive: Any = None
+        self._finished = False
 
     def __repr__(self) -> str:
         return f"<{self.__class__.__name__} {self.id} {self.state}>"
@@ -267,6 +268,9 @@ class _SipLeg:
             self.listener.leg_ended(self, cause)
 
     def _terminated(self) -> None:
+        if self._finished:
+            return
+        self._finished = True
         self.state = LegState.TERMINATED
         self._stop_keepalive()
         self.engine.leg_finished(self)
@@ -517,9 +521,6 @@ class OutboundLeg(_SipLeg):
                                  headers=[("Reason", 'SIP;cause=487;text="Call cancelled"')])
         destination = dialog.next_hop().address() if dialog.route_set else None
         self.engine.layer.send_request(bye, destination or self.destination, self._bye_answered)
-        if self.state != LegState.TERMINATED and dialog is not self.dialog:
-            return
-        self._terminated()
 
     def _failed(self, response: Response) -> None:
         status = response.status

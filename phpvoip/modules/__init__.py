@@ -2,4 +2,4 @@
 
 Importing this package registers every built-in module type with `phpvoip.config`.
 """
-from phpvoip.modules import channel, trunk  # noqa: F401  (importing registers their types)
+from phpvoip.modules import channel, registrar, trunk  # noqa: F401  (importing registers their types)

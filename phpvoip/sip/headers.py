@@ -1,15 +1,22 @@
-"""Typed values of the headers that routing needs (RFC 3261 §20, §25.1).
+"""Typed values of the headers that routing needs (RFC 3261 §20, §25.1), and the
+cheap syntax checks some other headers get while a message is parsed.
 
 Each value is a small slotted object whose ``str()`` is its wire form, so a message
 can hold either the raw text of a header or its typed value and serialize both alike.
+Every parser takes the header value with its surrounding whitespace already removed
+and unfolded, matches it with one anchored regular expression (one C call per
+element, possessive quantifiers so hostile input stays linear) and raises
+`ParseError` with a reason when the text is not what §25.1 allows.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import Any
 
 from phpvoip.sip.errors import ParseError
-from phpvoip.sip.uri import URI, parse_uri
+from phpvoip.sip.uri import F_HOST, F_IPV4, F_PORT, SIP_URI_FAST, URI, LazyParams, check_host, parse_uri
 
 __all__ = [
     "CSeq",
@@ -17,14 +24,19 @@ __all__ = [
     "Via",
     "STAR",
     "canonical_key",
+    "check_content_type",
+    "check_date",
+    "check_option_tags",
     "display_name",
     "parse_call_id",
     "parse_contact_list",
     "parse_cseq",
+    "parse_delta_seconds",
     "parse_int",
     "parse_name_addr",
     "parse_name_addr_list",
     "parse_params",
+    "parse_route_list",
     "parse_via_list",
     "split_commas",
 ]
@@ -74,18 +86,91 @@ def display_name(key: str) -> str:
     return CANONICAL_NAMES.get(key) or "-".join(p.capitalize() for p in key.split("-"))
 
 
-_TOKEN_CHARS = r"A-Za-z0-9\-.!%*_+`'~"
-_TOKEN = re.compile(rf"[{_TOKEN_CHARS}]+\Z")
-_DISPLAY_TOKENS = re.compile(rf"[{_TOKEN_CHARS}]+(?:[ \t]+[{_TOKEN_CHARS}]+)*\Z")
-_QUOTED = re.compile(r'"(?:[^"\\]|\\[\x00-\x09\x0b\x0c\x0e-\x7f])*"\Z')
-_PARAM_VALUE = re.compile(rf"[{_TOKEN_CHARS}]+\Z|\[[0-9A-Fa-f:.]+\]\Z|\"(?:[^\"\\\\]|\\\\.)*\"\Z")
-_WORD = re.compile(r"[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]+\Z")
-_VIA = re.compile(
-    rf"([{_TOKEN_CHARS}]+)[ \t]*/[ \t]*([{_TOKEN_CHARS}]+)[ \t]*/[ \t]*([{_TOKEN_CHARS}]+)"
-    r"[ \t]+(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-.]+)(?:[ \t]*:[ \t]*([0-9]{1,5}))?[ \t]*(;.*)?\Z",
-    re.S,
+# -- grammar pieces (§25.1) -----------------------------------------------------
+
+_TOKEN = r"[A-Za-z0-9\-.!%*_+`'~]++"
+# quoted-string: qdtext is LWS / %x21 / %x23-5B / %x5D-7E / UTF8-NONASCII, and
+# quoted-pair = "\" (%x00-09 / %x0B-0C / %x0E-7F)
+_QSTR = r'"(?:[^"\\\x00-\x08\x0a-\x1f\x7f]++|\\[\x00-\x09\x0b\x0c\x0e-\x7f])*+"'
+# gen-value = token / host / quoted-string (hostnames and IPv4 are tokens already)
+_GEN_VALUE = rf"(?:{_TOKEN}|\[[0-9A-Fa-f:.]++\]|{_QSTR})"
+# *( SEMI generic-param ), SEMI and EQUAL allowing whitespace on both sides
+_PARAMS = rf"(?:[ \t]*+;[ \t]*+{_TOKEN}(?:[ \t]*+=[ \t]*+{_GEN_VALUE})?+)*+"
+_PARAM = re.compile(rf"[ \t]*;[ \t]*({_TOKEN})(?:[ \t]*=[ \t]*({_GEN_VALUE}))?")
+_PARAMS_ONLY = re.compile(rf"{_PARAMS}[ \t]*\Z")
+
+# One name-addr or addr-spec with its parameters, as an element of a list:
+#   name-addr = [ display-name ] LAQUOT addr-spec RAQUOT
+#   display-name = *(token LWS) / quoted-string
+# groups: 1 quoted display, 2 token display, 3 URI inside <>, 4 bare addr-spec,
+# 5 parameters. A bare addr-spec stops at ';', ',' and '?' (§20.10: a URI holding
+# any of them must be written as a name-addr).
+_ADDR = re.compile(
+    rf"[ \t]*+(?:(?:({_QSTR})[ \t]*+|({_TOKEN}(?:[ \t]++{_TOKEN})*+)[ \t]*+)?<([^<>\s\"]*+)>"
+    r"|([^\s;,?<>\"]++))"
+    rf"({_PARAMS})[ \t]*+"
 )
-_CSEQ = re.compile(rf"[ \t]*([0-9]{{1,10}})[ \t]+([{_TOKEN_CHARS}]+)[ \t]*\Z")
+
+# via-parm = sent-protocol LWS sent-by *( SEMI via-params ), SLASH and COLON
+# allowing whitespace around them. groups: protocol, version, transport, host,
+# port, parameters.
+_VIA = re.compile(
+    rf"[ \t]*+({_TOKEN})[ \t]*+/[ \t]*+({_TOKEN})[ \t]*+/[ \t]*+({_TOKEN})[ \t]++"
+    r"(\[[0-9A-Fa-f:.]++\]|[A-Za-z0-9][A-Za-z0-9\-.]*+)(?:[ \t]*+:[ \t]*+([0-9]{1,5}+))?"
+    rf"({_PARAMS})[ \t]*+"
+)
+_CSEQ = re.compile(rf"([0-9]{{1,10}}+)[ \t]++({_TOKEN})\Z")
+# callid = word [ "@" word ]
+_WORD = r"[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]++"
+_CALL_ID = re.compile(rf"{_WORD}(?:@{_WORD})?\Z")
+_TOKEN_ONLY = re.compile(rf"{_TOKEN}\Z")
+_DISPLAY_TOKENS = re.compile(rf"{_TOKEN}(?:[ \t]++{_TOKEN})*+\Z")
+_QUOTED_PAIR = re.compile(r"\\(.)", re.S)
+_IPV4 = re.compile(r"[0-9]{1,3}+\.[0-9]{1,3}+\.[0-9]{1,3}+\.[0-9]{1,3}+\Z")
+# qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )
+_QVALUE = re.compile(r"(?:0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?)\Z")
+# rfc1123-date = wkday "," SP date1 SP time SP "GMT" (§20.17, §25.1)
+_DATE = re.compile(
+    r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), [0-9]{2} (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
+    r" [0-9]{4} [0-9]{2}:[0-9]{2}:[0-9]{2} GMT\Z",
+    re.I,
+)
+# media-type = m-type SLASH m-subtype *(SEMI m-parameter) (§20.15)
+_MEDIA_TYPE = re.compile(
+    rf"{_TOKEN}[ \t]*+/[ \t]*+{_TOKEN}(?:[ \t]*+;[ \t]*+{_TOKEN}[ \t]*+=[ \t]*+(?:{_TOKEN}|{_QSTR}))*+\Z"
+)
+_OPTION_TAGS = re.compile(rf"{_TOKEN}(?:[ \t]*+,[ \t]*+{_TOKEN})*+\Z")
+
+# -- fast paths ------------------------------------------------------------------
+# The shapes real traffic uses, each checked completely by one regular expression
+# whose groups build the value directly: no whitespace beyond single spaces, no
+# escapes in display names, parameter names in lower case (as str() writes them),
+# values that are tokens. Each accepts a strict subset of what the general parser
+# below it accepts (tests/unit/test_headers.py checks this); everything else takes
+# the general road, which accepts it or says what is wrong.
+_LTOKEN = r"[a-z0-9\-.!%*_+`'~]++"
+_TOKEN_CHARS = r"A-Za-z0-9\-.!%*_+`'~"
+_F_HPARAMS = rf"(?:;{_LTOKEN}(?:={_TOKEN})?)*+"
+# Contact: q = qvalue, expires = delta-seconds; other names any lower-case token
+_F_QVALUE = r"(?:0(?:\.[0-9]{0,3}+)?|1(?:\.0{0,3}+)?)(?![0-9])"
+_F_CPARAMS = (
+    rf"(?:;(?:q={_F_QVALUE}|expires=[0-9]{{1,10}}+(?![0-9])"
+    rf"|(?!(?:q|expires)(?![{_TOKEN_CHARS}])){_LTOKEN}(?:={_TOKEN})?))*+"
+)
+# Via: branch = token, rport [= port], received = IPv4, ttl = 0..255; maddr and
+# anything unusual go the general way
+_F_TTL = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(?![0-9])"
+_F_VPARAMS = (
+    rf"(?:;(?:branch={_TOKEN}|rport(?:={F_PORT})?|received={F_IPV4}|ttl={_F_TTL}"
+    rf"|(?!(?:branch|rport|received|ttl|maddr)(?![{_TOKEN_CHARS}])){_LTOKEN}(?:={_TOKEN})?))*+"
+)
+# groups: quoted display, token display, the seven URI groups, header parameters
+_F_NAME_ADDR = rf'(?:("[^"\\\x00-\x1f\x7f]*+") ?|({_TOKEN}(?: {_TOKEN})*+) )?<{SIP_URI_FAST}>'
+_NAME_ADDR_FAST = re.compile(rf"{_F_NAME_ADDR}({_F_HPARAMS})\Z")
+_ROUTE_FAST = re.compile(rf"{_F_NAME_ADDR}({_F_HPARAMS})(?=, ?|\Z)")
+_CONTACT_FAST = re.compile(rf"{_F_NAME_ADDR}({_F_CPARAMS})(?=, ?|\Z)")
+# groups: transport, host, port, parameters
+_VIA_FAST = re.compile(rf"SIP/2\.0/({_TOKEN}) ({F_HOST})(?::({F_PORT}))?({_F_VPARAMS})(?=, ?|\Z)")
 
 
 def split_commas(value: str) -> list[str]:
@@ -116,69 +201,49 @@ def split_commas(value: str) -> list[str]:
     return parts
 
 
-def _split_semicolons(text: str) -> list[str]:
-    if '"' not in text:
-        return text.split(";")
-    parts: list[str] = []
-    start = 0
-    quoted = escaped = False
-    for i, ch in enumerate(text):
-        if escaped:
-            escaped = False
-        elif quoted:
-            if ch == "\\":
-                escaped = True
-            elif ch == '"':
-                quoted = False
-        elif ch == '"':
-            quoted = True
-        elif ch == ";":
-            parts.append(text[start:i])
-            start = i + 1
-    if quoted:
-        raise ParseError("unterminated quoted string in parameters")
-    parts.append(text[start:])
-    return parts
+def _params_dict(text: str) -> dict[str, str | None]:
+    # `text` has been validated as _PARAMS; whitespace or quotes made it take this
+    # slower road. Quoted values keep their quotes (as written).
+    params: dict[str, str | None] = {}
+    for m in _PARAM.finditer(text):
+        name = m.group(1).lower()
+        if name not in params:
+            params[name] = m.group(2)
+    return params
+
+
+def _set_params(value: LazyParams, text: str) -> None:
+    """Give `value` its parameters, parsed now (the general road; the fast paths
+    keep the text of parameters that are already in the form str() writes)."""
+    value._params = _params_dict(text) if text else {}
+    value._ptext = ""
 
 
 def parse_params(text: str) -> dict[str, str | None]:
     """Parse ``;name=value;flag`` (the text starts at the first ``;``), allowing
     the linear whitespace RFC 3261 permits around ``;`` and ``=``."""
-    params: dict[str, str | None] = {}
+    text = text.strip(" \t")
     if not text:
-        return params
-    pieces = _split_semicolons(text)
-    if pieces[0].strip():
-        raise ParseError(f"unexpected text {pieces[0].strip()!r} before parameters")
-    for piece in pieces[1:]:
-        name, eq, value = piece.partition("=")
-        name = name.strip(" \t")
-        if not _TOKEN.match(name):
-            raise ParseError(f"bad parameter {piece.strip()!r}")
-        if eq:
-            value = value.strip(" \t")
-            if not _PARAM_VALUE.match(value):
-                raise ParseError(f"bad value in parameter {piece.strip()!r}")
-            params[name.lower()] = value
-        else:
-            params[name.lower()] = None
-    return params
+        return {}
+    if not _PARAMS_ONLY.match(text):
+        if not text.startswith(";"):
+            raise ParseError(f"unexpected text {text[:40]!r} before parameters")
+        raise ParseError(f"bad parameters {text[:60]!r}")
+    return _params_dict(text)
 
 
-def _params_str(params: dict[str, str | None]) -> str:
-    if not params:
-        return ""
-    return "".join(f";{k}" if v is None else f";{k}={v}" for k, v in params.items())
+# -- name-addr -----------------------------------------------------------------
 
 
-class NameAddr:
+class NameAddr(LazyParams):
     """``"Display" <uri>;params`` as in From, To, Contact, Route (§20.10, §25.1).
 
     `display` is kept as written (quotes and escapes included); `display_text`
-    decodes it. `params` are the header's parameters, not the URI's.
+    decodes it. `params` are the header's parameters, not the URI's; their names
+    are kept in lower case.
     """
 
-    __slots__ = ("display", "uri", "params")
+    __slots__ = ("display", "uri")
 
     def __init__(
         self,
@@ -188,11 +253,12 @@ class NameAddr:
     ) -> None:
         self.uri = uri
         self.display = display
-        self.params = params if params is not None else {}
+        self._params = params if params is not None else {}
+        self._ptext = ""
 
     @property
     def tag(self) -> str | None:
-        return self.params.get("tag")
+        return self.param("tag")
 
     @tag.setter
     def tag(self, value: str | None) -> None:
@@ -205,16 +271,22 @@ class NameAddr:
     def display_text(self) -> str | None:
         d = self.display
         if d and d[0] == '"':
-            return re.sub(r"\\(.)", r"\1", d[1:-1])
+            return _QUOTED_PAIR.sub(r"\1", d[1:-1])
         return d
 
     def copy(self) -> NameAddr:
-        return NameAddr(self.uri.copy(), self.display, dict(self.params))
+        clone = NameAddr.__new__(NameAddr)
+        clone.uri = self.uri.copy()
+        clone.display = self.display
+        self._copy_params_to(clone)
+        return clone
 
     def __str__(self) -> str:
+        params = self._params
+        ptext = self._ptext if params is None else _params_text(params)
         if self.display:
-            return f"{self.display} <{self.uri}>{_params_str(self.params)}"
-        return f"<{self.uri}>{_params_str(self.params)}"
+            return f"{self.display} <{self.uri}>{ptext}"
+        return f"<{self.uri}>{ptext}"
 
     def __repr__(self) -> str:
         return f"<NameAddr {self}>"
@@ -224,59 +296,171 @@ class NameAddr:
             return NotImplemented
         return self.uri == other.uri and self.display == other.display and self.params == other.params
 
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _params_text(params: dict[str, str | None]) -> str:
+    if not params:
+        return ""
+    return "".join([f";{k}" if v is None else f";{k}={v}" for k, v in params.items()])
+
+
+def _name_addr_fast(m: re.Match[str]) -> NameAddr:
+    quoted, tokens, scheme, user, password, host, port, uparams, headers, ptext = m.groups()
+    # uri_from_groups, inlined: this runs for every From, To, Contact and Route
+    uri = URI.__new__(URI)
+    uri.scheme = scheme if scheme == "sip" else scheme.lower()
+    uri.user = user
+    uri.password = password
+    uri.host = host
+    uri.port = None if port is None else int(port)
+    if uparams:
+        uri._params = None
+        uri._ptext = uparams
+    else:
+        uri._params = {}
+        uri._ptext = ""
+    uri.headers = headers
+    uri.opaque = None
+    value = NameAddr.__new__(NameAddr)
+    value.uri = uri
+    value.display = quoted if quoted is not None else tokens
+    if ptext:
+        value._params = None
+        value._ptext = ptext
+    else:
+        value._params = {}
+        value._ptext = ""
+    return value
+
+
+def _fast_list(
+    m: re.Match[str], value: str, build: Callable[[re.Match[str]], Any]
+) -> list[Any] | None:
+    """Elements of a comma list whose first element `m` matched a fast pattern, if
+    all the others match it too; else None."""
+    items = [build(m)]
+    match = m.re.match
+    end = len(value)
+    while True:
+        pos = m.end()
+        if pos == end:
+            return items
+        pos += 2 if value.startswith(", ", pos) else 1
+        m = match(value, pos)  # type: ignore[assignment]
+        if m is None:
+            return None
+        items.append(build(m))
+
+
+def _name_addr(m: re.Match[str], name_addr_only: bool) -> NameAddr:
+    quoted, tokens, inner, spec, ptext = m.groups()
+    value = NameAddr.__new__(NameAddr)
+    if inner is not None:
+        value.uri = parse_uri(inner)
+        value.display = quoted if quoted is not None else tokens
+    elif name_addr_only:
+        raise ParseError(f"{spec[:60]!r} must be written as <URI> (a name-addr)")
+    else:
+        value.uri = parse_uri(spec)
+        value.display = None
+    _set_params(value, ptext)
+    return value
+
 
 def parse_name_addr(text: str) -> NameAddr:
-    """Parse one name-addr or addr-spec with its parameters."""
-    text = text.strip(" \t")
-    display: str | None = None
-    if text.startswith('"'):
-        end = _end_of_quoted(text)
-        display = text[: end + 1]
-        if not _QUOTED.match(display):
-            raise ParseError(f"bad display name in {text!r}")
-        rest = text[end + 1 :].lstrip(" \t")
-        if not rest.startswith("<"):
-            raise ParseError(f"missing <URI> after display name in {text!r}")
-    else:
-        lt = text.find("<")
-        if lt < 0:
-            # addr-spec: parameters after the first ';' belong to the header (§20.10)
-            uri_text, semi, params_text = text.partition(";")
-            if not uri_text or " " in uri_text or "\t" in uri_text:
-                raise ParseError(f"bad address {text!r}")
-            return NameAddr(parse_uri(uri_text), None, parse_params(semi + params_text))
-        name = text[:lt].rstrip(" \t")
-        if name:
-            if not _DISPLAY_TOKENS.match(name):
-                raise ParseError(f"display name {name!r} must be quoted")
-            display = name
-        rest = text[lt:]
-    gt = rest.find(">")
-    if gt < 0:
-        raise ParseError(f"unterminated <URI> in {text!r}")
-    uri_text = rest[1:gt]
-    if not uri_text or " " in uri_text or "\t" in uri_text or "<" in uri_text:
-        raise ParseError(f"bad URI <{uri_text}>")
-    return NameAddr(parse_uri(uri_text), display, parse_params(rest[gt + 1 :].lstrip(" \t")))
+    """Parse one name-addr or addr-spec with its parameters (From, To, §20.20)."""
+    m = _NAME_ADDR_FAST.match(text)
+    if m is not None:
+        return _name_addr_fast(m)
+    return _parse_name_addr_general(text)
 
 
-def _end_of_quoted(text: str) -> int:
-    i = 1
-    n = len(text)
-    while i < n:
-        ch = text[i]
-        if ch == "\\":
-            i += 2
-            continue
-        if ch == '"':
-            return i
-        i += 1
-    raise ParseError(f"unterminated quoted string in {text!r}")
+def _parse_name_addr_general(text: str) -> NameAddr:
+    m = _ADDR.match(text)
+    if m is None or m.end() != len(text):
+        raise ParseError(_why_bad_address(text))
+    return _name_addr(m, False)
+
+
+def _addr_list(value: str, name_addr_only: bool) -> list[NameAddr]:
+    values: list[NameAddr] = []
+    pos = 0
+    end = len(value)
+    match = _ADDR.match
+    while True:
+        m = match(value, pos)
+        if m is None:
+            raise ParseError(_why_bad_address(value[pos:].lstrip(" \t")))
+        values.append(_name_addr(m, name_addr_only))
+        pos = m.end()
+        if pos == end:
+            return values
+        if value[pos] != ",":
+            raise ParseError(_why_bad_address(value[m.start() :].lstrip(" \t")))
+        pos += 1
 
 
 def parse_name_addr_list(value: str) -> list[NameAddr]:
-    """Parse a comma-separated list of name-addrs (Route, Record-Route, ...)."""
-    return [parse_name_addr(part) for part in split_commas(value) if part.strip(" \t")]
+    """Parse a comma-separated list of name-addrs or addr-specs (§7.3.1)."""
+    m = _ROUTE_FAST.match(value)
+    if m is not None:
+        if m.end() == len(value):
+            return [_name_addr_fast(m)]
+        items = _fast_list(m, value, _name_addr_fast)
+        if items is not None:
+            return items
+    return _addr_list(value, False)
+
+
+def parse_route_list(value: str) -> list[NameAddr]:
+    """Parse Route or Record-Route: name-addrs only (§20.30, §20.34)."""
+    m = _ROUTE_FAST.match(value)
+    if m is not None:
+        if m.end() == len(value):
+            return [_name_addr_fast(m)]
+        items = _fast_list(m, value, _name_addr_fast)
+        if items is not None:
+            return items
+    return _addr_list(value, True)
+
+
+def _why_bad_address(text: str) -> str:
+    # Only runs on the error path: the regular expression refused `text`; find the
+    # most helpful thing to say about it.
+    short = text[:80]
+    if not text:
+        return "empty address"
+    quote = text.find('"')
+    lt = text.find("<")
+    if quote >= 0 and (lt < 0 or quote < lt):
+        i = quote + 1
+        while i < len(text) and text[i] != '"':
+            i += 2 if text[i] == "\\" else 1
+        if i >= len(text):
+            return f"unterminated quoted string in {short!r}"
+    if lt >= 0:
+        gt = text.find(">", lt)
+        if gt < 0:
+            return f"unterminated <URI> in {short!r}"
+        inner = text[lt + 1 : gt]
+        if inner != inner.strip() or " " in inner or "\t" in inner:
+            return f"whitespace inside <URI> in {short!r}"
+        name = text[:lt].strip(" \t")
+        if name and not name.startswith('"') and not _DISPLAY_TOKENS.match(name):
+            return f"display name {name[:40]!r} must be quoted"
+        return f"bad address {short!r}"
+    spec = text.split(";", 1)[0].strip(" \t")
+    if " " in spec or "\t" in spec:
+        if "," in spec or '"' in spec:
+            return f"display name in {short!r} must be quoted"
+        return f"spaces in addr-spec {short!r}"
+    if "?" in spec or "," in spec:
+        return f"a URI with ',', ';' or '?' must be written as <URI> (§20.10): {short!r}"
+    return f"bad address {short!r}"
+
+
+# -- Contact -------------------------------------------------------------------
 
 
 class _Star:
@@ -290,23 +474,50 @@ class _Star:
     def __repr__(self) -> str:
         return "STAR"
 
+    def copy(self) -> _Star:
+        return self
+
 
 STAR = _Star()
 
 
 def parse_contact_list(value: str) -> list[NameAddr] | _Star:
-    if value.strip(" \t") == "*":
+    """Contact values, or `STAR` (§20.10). ``q`` and ``expires`` are checked when
+    present: c-p-q = qvalue, c-p-expires = delta-seconds."""
+    m = _CONTACT_FAST.match(value)
+    if m is not None:
+        if m.end() == len(value):
+            return [_name_addr_fast(m)]
+        items = _fast_list(m, value, _name_addr_fast)
+        if items is not None:
+            return items
+    if value == "*" or value.strip(" \t") == "*":
         return STAR
-    contacts = parse_name_addr_list(value)
-    if not contacts:
-        raise ParseError("empty Contact")
+    return _contact_list_general(value)
+
+
+def _contact_list_general(value: str) -> list[NameAddr]:
+    contacts = _addr_list(value, False)
+    for contact in contacts:
+        if contact._params == {}:
+            continue
+        params = contact.params
+        q = params.get("q", "0")
+        if q is None or not _QVALUE.match(q):
+            raise ParseError(f"bad q value {q!r} in Contact")
+        expires = params.get("expires", "0")
+        if expires is None or not expires.isdigit() or not expires.isascii():
+            raise ParseError(f"bad expires {expires!r} in Contact")
     return contacts
 
 
-class Via:
+# -- Via -----------------------------------------------------------------------
+
+
+class Via(LazyParams):
     """One Via value: ``SIP/2.0/UDP host:port;branch=…`` (§20.42, §18.2.1)."""
 
-    __slots__ = ("protocol", "transport", "host", "port", "params")
+    __slots__ = ("protocol", "transport", "host", "port")
 
     def __init__(
         self,
@@ -320,28 +531,29 @@ class Via:
         self.transport = transport.upper()
         self.host = host
         self.port = port
-        self.params = params if params is not None else {}
+        self._params = params if params is not None else {}
+        self._ptext = ""
 
     @property
     def branch(self) -> str | None:
-        return self.params.get("branch")
+        return self.param("branch")
 
     @property
     def received(self) -> str | None:
-        return self.params.get("received")
+        return self.param("received")
 
     @property
     def rport(self) -> int | None:
-        value = self.params.get("rport")
+        value = self.param("rport")
         return int(value) if value and value.isdigit() else None
 
     @property
     def maddr(self) -> str | None:
-        return self.params.get("maddr")
+        return self.param("maddr")
 
     @property
     def ttl(self) -> int | None:
-        value = self.params.get("ttl")
+        value = self.param("ttl")
         return int(value) if value and value.isdigit() else None
 
     @property
@@ -349,10 +561,20 @@ class Via:
         return self.host if self.port is None else f"{self.host}:{self.port}"
 
     def copy(self) -> Via:
-        return Via(self.transport, self.host, self.port, dict(self.params), self.protocol)
+        clone = Via.__new__(Via)
+        clone.protocol = self.protocol
+        clone.transport = self.transport
+        clone.host = self.host
+        clone.port = self.port
+        self._copy_params_to(clone)
+        return clone
 
     def __str__(self) -> str:
-        return f"{self.protocol}/{self.transport} {self.sent_by}{_params_str(self.params)}"
+        params = self._params
+        ptext = self._ptext if params is None else _params_text(params)
+        if self.port is None:
+            return f"{self.protocol}/{self.transport} {self.host}{ptext}"
+        return f"{self.protocol}/{self.transport} {self.host}:{self.port}{ptext}"
 
     def __repr__(self) -> str:
         return f"<Via {self}>"
@@ -368,38 +590,128 @@ class Via:
             and self.params == other.params
         )
 
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _check_via_params(params: dict[str, str | None]) -> None:
+    # via-branch = "branch" EQUAL token; via-ttl = 0..255; via-maddr = host;
+    # via-received = IPv4address / IPv6address; response-port = "rport" [EQUAL 1*DIGIT]
+    # (§20.42, §25.1, RFC 3581 §7)
+    if "branch" in params and params["branch"] is None:
+        raise ParseError("Via branch without a value")
+    if len(params) == 1 and "branch" in params:
+        return
+    ttl = params.get("ttl", "0")
+    if ttl is None or not ttl.isdigit() or not ttl.isascii() or len(ttl) > 3 or int(ttl) > 255:
+        raise ParseError(f"bad Via ttl {ttl!r}")
+    maddr = params.get("maddr", "x")
+    if maddr is None or not check_host(maddr):
+        raise ParseError(f"bad Via maddr {maddr!r}")
+    received = params.get("received")
+    if "received" in params and not _is_ip(received):
+        raise ParseError(f"bad Via received {received!r}")
+    rport = params.get("rport")
+    if rport is not None and (not rport.isdigit() or not rport.isascii() or int(rport) > 65535):
+        raise ParseError(f"bad Via rport {rport!r}")
+
+
+def _is_ip(text: str | None) -> bool:
+    if not text:
+        return False
+    if _IPV4.match(text):
+        return True
+    # IPv6address, also accepted in brackets as many stacks write it
+    return check_host(text if text.startswith("[") else f"[{text}]") and ":" in text
+
+
+def _snippet(text: str) -> str:
+    return text.strip(" \t")[:80]
+
+
+def _via_fast(m: re.Match[str]) -> Via:
+    transport, host, port, ptext = m.groups()
+    via = Via.__new__(Via)
+    via.protocol = "SIP/2.0"
+    via.transport = transport if transport.isupper() else transport.upper()
+    via.host = host
+    via.port = None if port is None else int(port)
+    if ptext:
+        via._params = None
+        via._ptext = ptext
+    else:
+        via._params = {}
+        via._ptext = ""
+    return via
+
 
 def parse_via_list(value: str) -> list[Via]:
-    vias = []
-    for part in split_commas(value):
-        part = part.strip(" \t")
-        if not part:
-            raise ParseError("empty Via value")
-        m = _VIA.match(part)
+    """Parse a Via header line: one or more comma-separated via-parms (§20.42)."""
+    m = _VIA_FAST.match(value)
+    if m is not None:
+        if m.end() == len(value):
+            return [_via_fast(m)]
+        items = _fast_list(m, value, _via_fast)
+        if items is not None:
+            return items
+    return _via_list_general(value)
+
+
+def _via_list_general(value: str) -> list[Via]:
+    vias: list[Via] = []
+    pos = 0
+    end = len(value)
+    match = _VIA.match
+    while True:
+        m = match(value, pos)
         if m is None:
-            raise ParseError(f"bad Via {part!r}")
-        name, version, transport, host, port, params = m.groups()
-        if name.upper() != "SIP":
-            raise ParseError(f"bad Via protocol {name!r}")
+            raise ParseError(f"bad Via {_snippet(value[pos:])!r}")
+        name, version, transport, host, port, ptext = m.groups()
         if version != "2.0":
-            raise ParseError(f"SIP version {version} in Via is not supported", 505)
-        if port is not None and int(port) > 65535:
-            raise ParseError(f"bad port in Via {part!r}")
-        parsed = parse_params(params) if params else {}
-        if "branch" in parsed and not parsed["branch"]:
-            raise ParseError("Via branch without a value")
-        vias.append(Via(transport, host, int(port) if port else None, parsed))
-    return vias
+            if _TOKEN_ONLY.match(version) and name.upper() == "SIP":
+                raise ParseError(f"SIP version {version[:10]!r} in Via is not supported", 505)
+        if name.upper() != "SIP" or version != "2.0":
+            raise ParseError(f"bad Via protocol {name[:10]!r}/{version[:10]!r}")
+        if not check_host(host):
+            raise ParseError(f"bad Via host {host[:60]!r}")
+        via = Via.__new__(Via)
+        via.protocol = "SIP/2.0"
+        via.transport = transport if transport.isupper() else transport.upper()
+        via.host = host
+        if port is None:
+            via.port = None
+        else:
+            via.port = int(port)
+            if via.port > 65535:
+                raise ParseError(f"bad port in Via {port!r}")
+        if ptext:
+            _set_params(via, ptext)
+            _check_via_params(via.params)
+        else:
+            via._params = {}
+            via._ptext = ""
+        vias.append(via)
+        pos = m.end()
+        if pos == end:
+            return vias
+        if value[pos] != ",":
+            raise ParseError(f"bad Via {_snippet(value[m.start() :])!r}")
+        pos += 1
+
+
+# -- CSeq, Call-ID, numbers ----------------------------------------------------
 
 
 class CSeq:
-    """``CSeq: 4711 INVITE`` (§20.16). The number is below 2**31 (§8.1.1.5)."""
+    """``CSeq: 4711 INVITE`` (§20.16): a 32-bit sequence number and a method."""
 
     __slots__ = ("seq", "method")
 
     def __init__(self, seq: int, method: str) -> None:
         self.seq = seq
         self.method = method
+
+    def copy(self) -> CSeq:
+        return CSeq(self.seq, self.method)
 
     def __str__(self) -> str:
         return f"{self.seq} {self.method}"
@@ -412,27 +724,88 @@ class CSeq:
             return NotImplemented
         return self.seq == other.seq and self.method == other.method
 
+    __hash__ = None  # type: ignore[assignment]
+
 
 def parse_cseq(value: str) -> CSeq:
-    m = _CSEQ.match(value)
-    if m is None:
-        raise ParseError(f"bad CSeq {value!r}")
-    seq = int(m.group(1))
-    if seq >= 2**31:
-        raise ParseError(f"CSeq number {seq} is not below 2**31")
-    return CSeq(seq, m.group(2))
+    """CSeq = 1*DIGIT LWS Method. The number must fit 32 bits unsigned (§8.1.1.5,
+    RFC 4475 §3.1.2.4); a sender picks it below 2**31, receivers take any."""
+    number, _, method = value.partition(" ")
+    if not (number.isdigit() and number.isascii() and len(number) <= 10 and method in _CSEQ_METHODS):
+        m = _CSEQ.match(value)
+        if m is None:
+            raise ParseError(f"bad CSeq {value[:60]!r}")
+        number, method = m.groups()
+    seq = int(number)
+    if seq > 0xFFFFFFFF:
+        raise ParseError(f"CSeq number {seq} does not fit 32 bits")
+    cseq = CSeq.__new__(CSeq)
+    cseq.seq = seq
+    cseq.method = method
+    return cseq
+
+
+# the methods of the CSeq fast path (any other token takes the regular expression)
+_CSEQ_METHODS = frozenset(
+    ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "SUBSCRIBE", "NOTIFY", "PUBLISH",
+     "INFO", "REFER", "MESSAGE", "UPDATE")
+)  # fmt: skip
 
 
 def parse_call_id(value: str) -> str:
-    value = value.strip(" \t")
-    if not _WORD.match(value.replace("@", "", 1)):
-        raise ParseError(f"bad Call-ID {value!r}")
+    """Call-ID = word [ "@" word ] (§20.8, §25.1)."""
+    if not _CALL_ID.match(value):
+        value = value.strip(" \t")
+        if not _CALL_ID.match(value):
+            raise ParseError(f"bad Call-ID {value[:60]!r}")
     return value
 
 
 def parse_int(value: str, name: str = "value", maximum: int = 2**32 - 1) -> int:
     """A decimal header value such as Max-Forwards, Content-Length or Expires."""
+    if not value.isdigit() or not value.isascii():
+        value = value.strip(" \t")
+        if not value.isdigit() or not value.isascii():
+            raise ParseError(f"bad {name} {value[:20]!r}")
+    if len(value) > 10 or int(value) > maximum:
+        raise ParseError(f"bad {name} {value[:20]!r}")
+    return int(value)
+
+
+def parse_delta_seconds(value: str) -> int:
+    """delta-seconds (Expires, Min-Expires; §20.19). RFC 4475 §3.1.2.4 lets an
+    element read an overlarge one as its default; we clamp it to 2**32 - 1."""
     text = value.strip(" \t")
-    if not text.isdigit() or not text.isascii() or len(text) > 10 or int(text) > maximum:
-        raise ParseError(f"bad {name} {value!r}")
-    return int(text)
+    if not text.isdigit() or not text.isascii():
+        raise ParseError(f"bad delta-seconds {value[:20]!r}")
+    return min(int(text) if len(text) <= 10 else 2**32, 2**32 - 1)
+
+
+def check_date(value: str) -> str:
+    """Date = rfc1123-date, whose only time zone is "GMT" (§20.17, RFC 4475
+    §3.1.2.12). Returns the value unchanged."""
+    if not _DATE.match(value):
+        raise ParseError(f"bad Date {value[:60]!r} (RFC 1123 form in GMT)")
+    return value
+
+
+def check_delta_seconds(value: str) -> str:
+    """Expires = delta-seconds (§20.19). Returns the value unchanged."""
+    if not value.isdigit() or not value.isascii():
+        raise ParseError(f"bad delta-seconds {value[:20]!r}")
+    return value
+
+
+def check_content_type(value: str) -> str:
+    """Content-Type = media-type (§20.15). Returns the value unchanged."""
+    if not _MEDIA_TYPE.match(value):
+        raise ParseError(f"bad media type {value[:60]!r}")
+    return value
+
+
+def check_option_tags(value: str) -> str:
+    """Require / Proxy-Require = option-tag *(COMMA option-tag) (§20.32, §20.29).
+    Returns the value unchanged."""
+    if not _OPTION_TAGS.match(value):
+        raise ParseError(f"bad option tags {value[:60]!r}")
+    return value

@@ -3,29 +3,100 @@
 A URI keeps its parts as written (user part still %-escaped) so that relaying it
 changes nothing a peer might compare byte for byte; `unescape()` gives the decoded
 form where a comparison needs it (§19.1.4).
+
+Parameters are the part of a URI that routing rarely reads, so a parsed URI keeps
+them as the validated text and only builds the `params` dict when somebody asks.
+Once built, the dict is the truth: mutate it and `str()` shows the change.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 from phpvoip.sip.errors import ParseError
 
-__all__ = ["URI", "parse_uri", "unescape"]
+__all__ = ["URI", "check_host", "parse_uri", "unescape"]
 
 # scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )  (§25.1)
-_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*\Z")
-# user = 1*( unreserved / escaped / user-unreserved ); password likewise plus & = + $ ,
-_USER = re.compile(r"(?:[A-Za-z0-9\-_.!~*'()&=+$,;?/]|%[0-9A-Fa-f]{2})+\Z")
-_PASSWORD = re.compile(r"(?:[A-Za-z0-9\-_.!~*'()&=+$,]|%[0-9A-Fa-f]{2})*\Z")
-_HOSTNAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9\-.]*[A-Za-z0-9])?\.?\Z")
-_IPV6 = re.compile(r"\[[0-9A-Fa-f:.]+\]\Z")
-# paramchar = param-unreserved / unreserved / escaped
-_PARAM = re.compile(r"(?:[A-Za-z0-9\[\]/:&+$\-_.!~*'()]|%[0-9A-Fa-f]{2})+\Z")
-_HEADERS = re.compile(r"(?:[A-Za-z0-9\[\]/?:+$\-_.!~*'()=&]|%[0-9A-Fa-f]{2})*\Z")
-# absoluteURI for other schemes: no whitespace, no angle brackets or quotes
-_OPAQUE = re.compile(r"[^\s<>\"]+\Z")
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*+\Z")
+
+# One pass over the whole SIP-URI after "sip:" (§25.1). '%' is let through the
+# character classes and the escapes are checked once afterwards, which keeps every
+# repetition a tight character-class loop. Possessive quantifiers are safe: no part
+# can give characters back to a following part (user stops at ':' or '@', neither
+# of which it may contain), and they keep hostile input linear.
+#   user     = 1*( unreserved / escaped / "&" / "=" / "+" / "$" / "," / ";" / "?" / "/" )
+#   password = *( unreserved / escaped / "&" / "=" / "+" / "$" / "," )
+#   paramchar = "[" / "]" / "/" / ":" / "&" / "+" / "$" / unreserved / escaped
+#   hname / hvalue = "[" / "]" / "/" / "?" / ":" / "+" / "$" / unreserved / escaped
+_PCHAR = r"[A-Za-z0-9\[\]/:&+$\-_.!~*'()%]"
+_HCHAR = r"[A-Za-z0-9\[\]/?:+$\-_.!~*'()%]"
+_SIP_REST = re.compile(
+    r"(?:([A-Za-z0-9\-_.!~*'()&=+$,;?/%]++)(?::([A-Za-z0-9\-_.!~*'()&=+$,%]*+))?@)?"
+    r"(\[[0-9A-Fa-f:.]++\]|[A-Za-z0-9][A-Za-z0-9\-.]*+)"
+    r"(?::([0-9]{1,5}+))?"
+    rf"((?:;{_PCHAR}++(?:={_PCHAR}++)?)*+)"
+    rf"(?:\?({_HCHAR}++={_HCHAR}*+(?:&{_HCHAR}++={_HCHAR}*+)*+))?\Z"
+)
+# absoluteURI of other schemes (RFC 2396 §3): uric = reserved / unreserved / escaped;
+# brackets admitted for IPv6 literals (RFC 3986).
+_OPAQUE = re.compile(r"[A-Za-z0-9;/?:@&=+$,\-_.!~*'()%\[\]]++\Z")
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
+_IPV4 = re.compile(r"[0-9]{1,3}+\.[0-9]{1,3}+\.[0-9]{1,3}+\.[0-9]{1,3}+\Z")
+# hostname = *( domainlabel "." ) toplabel [ "." ]; labels begin and end alphanumeric,
+# the top label begins with a letter
+_LABEL = r"[A-Za-z0-9][A-Za-z0-9\-]*+(?<!-)"
+_TOPLABEL = r"[A-Za-z][A-Za-z0-9\-]*+(?<!-)"
+_HOSTNAME = re.compile(rf"(?:{_LABEL}\.)*{_TOPLABEL}\.?\Z")
+
+# -- the fast path --------------------------------------------------------------
+# A SIP URI in the shapes that real traffic uses, checked completely by one regular
+# expression (escapes, host labels and port range included) so that a match can be
+# built into a URI with no further test. It accepts a strict subset of §25.1 (no
+# IPv6, no trailing dot, no leading zeros in ports, parameter names in lower case as
+# str() writes them); anything else takes the general road in `parse_uri`, which
+# accepts or refuses it with a reason. Header parsers embed `SIP_URI_FAST` (seven
+# groups: scheme, user, password, host, port, parameters, headers).
+_F_ESC = r"%[0-9A-Fa-f]{2}"
+F_IPV4 = r"[0-9]{1,3}+\.[0-9]{1,3}+\.[0-9]{1,3}+\.[0-9]{1,3}+(?![A-Za-z0-9\-.])"
+F_HOST = rf"(?:{F_IPV4}|(?:{_LABEL}\.)*{_TOPLABEL}(?![A-Za-z0-9\-.]))"
+F_PORT = r"(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])(?![0-9])"
+_F_USER = rf"(?:[A-Za-z0-9\-_.!~*'()&=+$,;?/]++|{_F_ESC})++"
+_F_PASSWORD = rf"(?:[A-Za-z0-9\-_.!~*'()&=+$,]++|{_F_ESC})*+"
+_F_PNAME = rf"(?:[a-z0-9\[\]/:&+$\-_.!~*'()]++|{_F_ESC})++"
+_F_PVALUE = rf"(?:[A-Za-z0-9\[\]/:&+$\-_.!~*'()]++|{_F_ESC})++"
+_F_HNAME = rf"(?:[A-Za-z0-9\[\]/?:+$\-_.!~*'()]++|{_F_ESC})++"
+_F_HVALUE = rf"(?:[A-Za-z0-9\[\]/?:+$\-_.!~*'()]++|{_F_ESC})*+"
+SIP_URI_FAST = (
+    rf"([Ss][Ii][Pp][Ss]?):(?:({_F_USER})(?::({_F_PASSWORD}))?@)?({F_HOST})(?::({F_PORT}))?"
+    rf"((?:;{_F_PNAME}(?:={_F_PVALUE})?)*+)"
+    rf"(?:\?({_F_HNAME}={_F_HVALUE}(?:&{_F_HNAME}={_F_HVALUE})*+))?"
+)
+_URI_FAST = re.compile(SIP_URI_FAST + r"\Z")
+
+# Hosts already checked: the same few peers come back all the time. Bounded, so a
+# flood of random names costs memory once and never grows it.
+_GOOD_HOSTS: dict[str, bool] = {}
+
+
+def check_host(host: str) -> bool:
+    """Whether `host` is a hostname, IPv4 address or IPv6 reference (§25.1)."""
+    if host in _GOOD_HOSTS:
+        return True
+    if host.startswith("["):
+        if not host.endswith("]"):
+            return False
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            return False
+    elif not (_IPV4.match(host) or _HOSTNAME.match(host)):
+        return False
+    if len(_GOOD_HOSTS) < 4096:
+        _GOOD_HOSTS[host] = True
+    return True
 
 
 def unescape(text: str) -> str:
@@ -36,11 +107,87 @@ def unescape(text: str) -> str:
     return raw.decode("utf-8", "surrogateescape")
 
 
-class URI:
+def split_param_text(text: str) -> dict[str, str | None]:
+    """``;a=1;b`` (validated, no whitespace, no quotes) as a dict. Names are case
+    insensitive (§19.1.4, §7.3.1) and kept lower case; the first of a repeated
+    name wins."""
+    params: dict[str, str | None] = {}
+    for piece in text[1:].split(";"):
+        name, eq, value = piece.partition("=")
+        name = name.lower()
+        if name not in params:
+            params[name] = value if eq else None
+    return params
+
+
+def params_text(params: dict[str, str | None]) -> str:
+    """The wire form of a parameter dict: ``;name=value;flag``."""
+    if not params:
+        return ""
+    return "".join([f";{k}" if v is None else f";{k}={v}" for k, v in params.items()])
+
+
+class LazyParams:
+    """Base of values with ``;params``: they hold the validated text until the
+    dict is asked for (most relayed values are never looked into)."""
+
+    __slots__ = ("_params", "_ptext")
+
+    def __init__(self, params: dict[str, str | None] | None) -> None:
+        self._params = params if params is not None else {}
+        self._ptext = ""
+
+    @property
+    def params(self) -> dict[str, str | None]:
+        params = self._params
+        if params is None:
+            params = self._params = split_param_text(self._ptext)
+        return params
+
+    @params.setter
+    def params(self, value: dict[str, str | None]) -> None:
+        self._params = value
+
+    def param(self, name: str) -> str | None:
+        """One parameter's value (`name` in lower case), without building the
+        dict if it is still text: the hot path reads just a tag or a branch."""
+        params = self._params
+        if params is not None:
+            return params.get(name)
+        text = self._ptext
+        needle = ";" + name
+        size = len(needle)
+        i = text.find(needle)
+        while i >= 0:
+            j = i + size
+            if j == len(text) or text[j] == ";":
+                return None  # present without a value
+            if text[j] == "=":
+                k = text.find(";", j)
+                return text[j + 1 :] if k < 0 else text[j + 1 : k]
+            i = text.find(needle, j)  # a longer name that starts alike
+        return None
+
+    def _params_str(self) -> str:
+        params = self._params
+        if params is None:
+            return self._ptext
+        return params_text(params) if params else ""
+
+    def _copy_params_to(self, other: LazyParams) -> None:
+        params = self._params
+        if params is None:
+            other._params = None
+            other._ptext = self._ptext
+        else:
+            other._params = dict(params)
+
+
+class URI(LazyParams):
     """A parsed URI. For ``sip``/``sips`` the parts are split out; other schemes
     keep everything after the colon in `opaque`."""
 
-    __slots__ = ("scheme", "user", "password", "host", "port", "params", "headers", "opaque")
+    __slots__ = ("scheme", "user", "password", "host", "port", "headers", "opaque")
 
     def __init__(
         self,
@@ -58,7 +205,8 @@ class URI:
         self.password = password
         self.host = host
         self.port = port
-        self.params = params if params is not None else {}
+        self._params = params if params is not None else {}
+        self._ptext = ""
         self.headers = headers
         self.opaque = opaque
 
@@ -76,34 +224,32 @@ class URI:
         return value.lower() if value else None
 
     def copy(self) -> URI:
-        return URI(
-            self.scheme,
-            self.user,
-            self.host,
-            self.port,
-            dict(self.params),
-            self.headers,
-            self.password,
-            self.opaque,
+        clone = _new_uri(
+            self.scheme, self.user, self.password, self.host, self.port, self.headers, self.opaque
         )
+        self._copy_params_to(clone)
+        return clone
 
     def __str__(self) -> str:
         if self.opaque is not None:
             return f"{self.scheme}:{self.opaque}"
-        parts = [self.scheme, ":"]
-        if self.user is not None:
-            parts.append(self.user)
-            if self.password is not None:
-                parts += (":", self.password)
-            parts.append("@")
-        parts.append(self.host)
+        user = self.user
+        if user is None:
+            text = f"{self.scheme}:{self.host}"
+        elif self.password is None:
+            text = f"{self.scheme}:{user}@{self.host}"
+        else:
+            text = f"{self.scheme}:{user}:{self.password}@{self.host}"
         if self.port is not None:
-            parts += (":", str(self.port))
-        for name, value in self.params.items():
-            parts += (";", name) if value is None else (";", name, "=", value)
+            text = f"{text}:{self.port}"
+        params = self._params
+        if params is None:
+            text += self._ptext
+        elif params:
+            text += params_text(params)
         if self.headers is not None:
-            parts += ("?", self.headers)
-        return "".join(parts)
+            text = f"{text}?{self.headers}"
+        return text
 
     def __repr__(self) -> str:
         return f"<URI {self}>"
@@ -123,63 +269,111 @@ class URI:
         )
 
     def __hash__(self) -> int:
-        return hash(str(self))
+        return hash((self.scheme, self.opaque, self.user, self.host.lower(), self.port))
+
+
+def uri_from_groups(
+    scheme: str,
+    user: str | None,
+    password: str | None,
+    host: str,
+    port: str | None,
+    ptext: str,
+    headers: str | None,
+) -> URI:
+    """Build a URI from the groups of a `SIP_URI_FAST` match (already checked)."""
+    uri = URI.__new__(URI)
+    uri.scheme = scheme if scheme == "sip" else scheme.lower()
+    uri.user = user
+    uri.password = password
+    uri.host = host
+    uri.port = None if port is None else int(port)
+    if ptext:
+        uri._params = None
+        uri._ptext = ptext
+    else:
+        uri._params = {}
+        uri._ptext = ""
+    uri.headers = headers
+    uri.opaque = None
+    return uri
+
+
+def _new_uri(
+    scheme: str,
+    user: str | None,
+    password: str | None,
+    host: str,
+    port: int | None,
+    headers: str | None,
+    opaque: str | None,
+) -> URI:
+    # The parser's constructor: skips __init__'s defaults and lower-casing.
+    uri = URI.__new__(URI)
+    uri.scheme = scheme
+    uri.user = user
+    uri.password = password
+    uri.host = host
+    uri.port = port
+    uri.headers = headers
+    uri.opaque = opaque
+    return uri
 
 
 def parse_uri(text: str) -> URI:
     """Parse a URI; raise `ParseError` saying what is wrong with it."""
-    scheme, colon, rest = text.partition(":")
-    if not colon or not _SCHEME.match(scheme):
-        raise ParseError(f"bad URI {text!r}: no scheme")
-    lower = scheme.lower()
-    if lower != "sip" and lower != "sips":
-        if not rest or not _OPAQUE.match(rest):
-            raise ParseError(f"bad URI {text!r}")
-        return URI(lower, opaque=rest)
+    m = _URI_FAST.match(text)
+    if m is not None:
+        return uri_from_groups(*m.groups())
+    raw_scheme, colon, rest = text.partition(":")
+    if not colon or not _SCHEME.match(raw_scheme):
+        raise ParseError(f"bad URI {text[:80]!r}: no scheme")
+    scheme = raw_scheme.lower()
+    if scheme != "sip" and scheme != "sips":
+        if not _OPAQUE.match(rest) or ("%" in rest and _BAD_ESCAPE.search(rest)):
+            raise ParseError(f"bad URI {text[:80]!r}")
+        uri = _new_uri(scheme, None, None, "", None, None, rest)
+        uri._params = {}
+        uri._ptext = ""
+        return uri
+    m = _SIP_REST.match(rest)
+    if m is None:
+        raise ParseError(f"bad URI {text[:80]!r}: {_why_bad_sip(rest)}")
+    user, password, host, port, ptext, headers = m.groups()
+    if "%" in rest and _BAD_ESCAPE.search(rest):
+        raise ParseError(f"bad URI {text[:80]!r}: '%' that is not an escape")
+    if not check_host(host):
+        raise ParseError(f"bad URI {text[:80]!r}: bad host {host[:60]!r}")
+    if port is not None:
+        port_number = int(port)
+        if port_number > 65535:
+            raise ParseError(f"bad URI {text[:80]!r}: bad port")
+    else:
+        port_number = None
+    uri = _new_uri(scheme, user, password, host, port_number, headers, None)
+    uri._ptext = ""
+    # parameter names are case-insensitive: kept as text only when str() of the
+    # dict would write the same text
+    uri._params = split_param_text(ptext) if ptext else {}
+    return uri
 
-    user = password = headers = None
-    # '@' may appear in neither params nor headers unescaped, so the first one ends
-    # the userinfo (§25.1).
+
+def _why_bad_sip(rest: str) -> str:
+    # Only for the error message: the regular expression said no, say roughly why.
     at = rest.find("@")
     if at >= 0:
-        userinfo, rest = rest[:at], rest[at + 1 :]
-        user, colon, pw = userinfo.partition(":")
-        if colon:
-            if not _PASSWORD.match(pw):
-                raise ParseError(f"bad URI {text!r}: bad password")
-            password = pw
-        if not _USER.match(user):
-            raise ParseError(f"bad URI {text!r}: bad user part")
-    rest, question, hdrs = rest.partition("?")
-    if question:
-        if not _HEADERS.match(hdrs):
-            raise ParseError(f"bad URI {text!r}: bad headers")
-        headers = hdrs
-    hostport, *raw_params = rest.split(";")
-    host, port = _split_hostport(hostport, text)
-    params: dict[str, str | None] = {}
-    for raw in raw_params:
-        name, eq, value = raw.partition("=")
-        if not _PARAM.match(name) or (eq and not _PARAM.match(value)):
-            raise ParseError(f"bad URI {text!r}: bad parameter {raw!r}")
-        params[name.lower()] = value if eq else None
-    return URI(lower, user, host, port, params, headers, password)
-
-
-def _split_hostport(hostport: str, text: str) -> tuple[str, int | None]:
-    if hostport.startswith("["):
-        end = hostport.find("]")
-        host, tail = hostport[: end + 1], hostport[end + 1 :]
-        if end < 0 or not _IPV6.match(host):
-            raise ParseError(f"bad URI {text!r}: bad IPv6 reference")
-    else:
-        host, colon, port_text = hostport.partition(":")
-        tail = colon + port_text
-        if not _HOSTNAME.match(host):
-            raise ParseError(f"bad URI {text!r}: bad host")
-    if not tail:
-        return host, None
-    port_text = tail[1:]
-    if tail[0] != ":" or not port_text.isdigit() or not port_text.isascii() or int(port_text) > 65535:
-        raise ParseError(f"bad URI {text!r}: bad port")
-    return host, int(port_text)
+        user, _, password = rest[:at].partition(":")
+        if not re.fullmatch(r"[A-Za-z0-9\-_.!~*'()&=+$,;?/%]+", user):
+            return "bad user part"
+        if not re.fullmatch(r"[A-Za-z0-9\-_.!~*'()&=+$,%]*", password):
+            return "bad password"
+        rest = rest[at + 1 :]
+    rest, _, headers = rest.partition("?")
+    hostport, _, params = rest.partition(";")
+    if params and not re.fullmatch(rf"{_PCHAR}+(?:={_PCHAR}+)?(?:;{_PCHAR}+(?:={_PCHAR}+)?)*", params):
+        return "bad parameter"
+    if headers and not re.fullmatch(rf"{_HCHAR}+={_HCHAR}*(?:&{_HCHAR}+={_HCHAR}*)*", headers):
+        return "bad headers"
+    if hostport.startswith("[") or ":" not in hostport:
+        return "bad host"
+    return "bad host or port"
