@@ -152,9 +152,16 @@ class Phone:
         self.source = source
         self.authorization: str | None = None
 
-    def request(self, contacts: list[str] | None = None, expires: int | None = None, to_user: str | None = None,
-                authorization: str | None = None, cseq: int | None = None, request_host: str | None = None,
-                extra: list[str] = ()) -> Request:
+    def request(
+        self,
+        contacts: list[str] | None = None,
+        expires: int | None = None,
+        to_user: str | None = None,
+        authorization: str | None = None,
+        cseq: int | None = None,
+        request_host: str | None = None,
+        extra: list[str] = (),
+    ) -> Request:
         if cseq is None:
             self.cseq += 1
             cseq = self.cseq

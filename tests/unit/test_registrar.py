@@ -310,7 +310,8 @@ def test_request_uri_of_another_domain_is_not_ours():
     """A REGISTER for another domain (Request-URI) is left to other modules."""
     module, _ = registrar()
     with pytest.raises(NotMine):
-        module.request(Phone("1001", "x").request([C1], request_host="elsewhere.example"), FakeTransaction(), PHONE)
+        request = Phone("1001", "x").request([C1], request_host="elsewhere.example")
+        module.request(request, FakeTransaction(), PHONE)
 
 
 def test_register_to_our_address_or_alias_is_ours():
@@ -360,7 +361,8 @@ def test_ha1_users_register_without_a_password_in_the_config():
     """A user given as HA1 hashes registers with either algorithm."""
     from phpvoip.sip.digest import ha1
 
-    users = {"1003": {"ha1_md5": ha1("1003", DOMAIN, "pw3"), "ha1_sha256": ha1("1003", DOMAIN, "pw3", "SHA-256")}}
+    hashes = {"ha1_md5": ha1("1003", DOMAIN, "pw3"), "ha1_sha256": ha1("1003", DOMAIN, "pw3", "SHA-256")}
+    users = {"1003": hashes}
     for algorithms in (["MD5"], ["SHA-256"]):
         module, _ = registrar({"users": users, "algorithms": algorithms})
         assert Phone("1003", "pw3").register(module, ["<sip:1003@192.0.2.10>"]).status == 200

@@ -14,7 +14,6 @@ from phpvoip.sip.message import Request
 from tests.unit.registrar_fakes import DOMAIN, NAT, PHONE, Phone, message, registrar
 
 
-
 @pytest.fixture
 def capture_log():
     """The twisted.logger events emitted during the test."""
