@@ -10,8 +10,8 @@ Config shapes (`users:` and YAML users files)::
 
 CSV users files: one user a line, ``#`` comments; without a header line the
 columns are ``username,password`` (two columns) or ``username,ha1_md5,ha1_sha256``
-(three); with a header line (``username,password,ha1_md5,ha1_sha256`` in any order
-and subset) the columns are taken by name. An HA1 only works for the realm it was
+(three); a first line that has a ``username`` cell is a header naming the columns
+(``username`` and any of ``password``, ``ha1_md5``, ``ha1_sha256``, in any order). An HA1 only works for the realm it was
 made with: the registrar's `realm`.
 """
 
@@ -150,7 +150,7 @@ def _read_csv(text: str, path: Path, section: Section, key: str) -> dict[str, Us
         def where(problem: str, number: int = number) -> ConfigError:
             return ConfigError(section.file, key, f"{path} line {number}: {problem}")
 
-        if columns is None and cells[0].lower() == "username":
+        if columns is None and not users and "username" in (c.lower() for c in cells):
             names = tuple(c.lower() for c in cells)
             bad = [c for c in names if c not in _CSV_COLUMNS]
             if bad:
