@@ -13,6 +13,7 @@ timers, and the test waits on socket timeouts (bounded), never on sleep.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import socket
 import time
 import uuid
@@ -182,6 +183,23 @@ class Probe:
         return arrival is not None and arrival.status == 200
 
 
+def timer_g_schedule(t1: float = T1, t2: float = T2) -> list[float]:
+    """When a final non-2xx to INVITE that is never ACKed goes out again, in seconds
+    after the first copy: RFC 3261 §17.2.1, timer G fires at T1, then doubles "to
+    MIN(2*T1, T2)" each time, until timer H (64*T1) ends the transaction."""
+    times: list[float] = []
+    interval, at = t1, t1
+    while at < 64 * t1:
+        times.append(at)
+        interval = min(2 * interval, t2)
+        at += interval
+    return times
+
+
+def gaps(times: list[float]) -> list[float]:
+    return [b - a for a, b in itertools.pairwise(times)]
+
+
 def new_branch() -> str:
     return "z9hG4bK" + uuid.uuid4().hex[:16]
 
@@ -197,5 +215,5 @@ def port_is_free(port: int) -> bool:
     return True
 
 
-__all__ = ["T1", "T2", "T4", "TIMERS", "Arrival", "Probe", "free_port", "new_branch", "port_is_free",
-           "running_switch"]
+__all__ = ["T1", "T2", "T4", "TIMERS", "Arrival", "Probe", "free_port", "gaps", "new_branch", "port_is_free",
+           "running_switch", "timer_g_schedule"]
