@@ -34,6 +34,7 @@ TIMERS = f"  timers: {{t1: {T1}, t2: {T2}, t4: {T4}}}\n"
 @contextlib.contextmanager
 def running_switch(workdir: Path, extra: str = "", timers: str = TIMERS) -> Iterator[Switch]:
     """A real switch on a free port with no modules; always stopped on exit."""
+    workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     text = Switch.config_for(port).replace("storage:", timers + "storage:", 1) + extra
     switch = Switch(workdir, text, port)
