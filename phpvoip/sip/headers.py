@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from phpvoip.sip.errors import ParseError
-from phpvoip.sip.uri import F_HOST, F_IPV4, F_PORT, SIP_URI_FAST, URI, LazyParams, check_host, parse_uri
+from phpvoip.sip.uri import F_HOST, F_IPV4, F_PORT, SIP_URI_FAST_TEXT, URI, LazyParams, check_host, parse_uri
 
 __all__ = [
     "CSeq",
@@ -164,8 +164,8 @@ _F_VPARAMS = (
     rf"(?:;(?:branch={_TOKEN}|rport(?:={F_PORT})?|received={F_IPV4}|ttl={_F_TTL}"
     rf"|(?!(?:branch|rport|received|ttl|maddr)(?![{_TOKEN_CHARS}])){_LTOKEN}(?:={_TOKEN})?))*+"
 )
-# groups: quoted display, token display, the seven URI groups, header parameters
-_F_NAME_ADDR = rf'(?:("[^"\\\x00-\x1f\x7f]*+") ?|({_TOKEN}(?: {_TOKEN})*+) )?<{SIP_URI_FAST}>'
+# groups: quoted display, token display, URI, header parameters
+_F_NAME_ADDR = rf'(?:("[^"\\\x00-\x1f\x7f]*+") ?|({_TOKEN}(?: {_TOKEN})*+) )?<({SIP_URI_FAST_TEXT})>'
 _NAME_ADDR_FAST = re.compile(rf"{_F_NAME_ADDR}({_F_HPARAMS})\Z")
 _ROUTE_FAST = re.compile(rf"{_F_NAME_ADDR}({_F_HPARAMS})(?=, ?|\Z)")
 _CONTACT_FAST = re.compile(rf"{_F_NAME_ADDR}({_F_CPARAMS})(?=, ?|\Z)")
@@ -240,10 +240,11 @@ class NameAddr(LazyParams):
 
     `display` is kept as written (quotes and escapes included); `display_text`
     decodes it. `params` are the header's parameters, not the URI's; their names
-    are kept in lower case.
+    are kept in lower case. A parsed value keeps its URI as checked text until
+    `uri` is first read: most messages are routed on tags and Call-ID alone.
     """
 
-    __slots__ = ("display", "uri")
+    __slots__ = ("display", "_uri", "_utext")
 
     def __init__(
         self,
@@ -251,10 +252,22 @@ class NameAddr(LazyParams):
         display: str | None = None,
         params: dict[str, str | None] | None = None,
     ) -> None:
-        self.uri = uri
+        self._uri = uri
+        self._utext = ""
         self.display = display
         self._params = params if params is not None else {}
         self._ptext = ""
+
+    @property
+    def uri(self) -> URI:
+        uri = self._uri
+        if uri is None:
+            uri = self._uri = parse_uri(self._utext)
+        return uri
+
+    @uri.setter
+    def uri(self, value: URI) -> None:
+        self._uri = value
 
     @property
     def tag(self) -> str | None:
@@ -276,7 +289,9 @@ class NameAddr(LazyParams):
 
     def copy(self) -> NameAddr:
         clone = NameAddr.__new__(NameAddr)
-        clone.uri = self.uri.copy()
+        uri = self._uri
+        clone._uri = None if uri is None else uri.copy()
+        clone._utext = self._utext
         clone.display = self.display
         self._copy_params_to(clone)
         return clone
@@ -284,9 +299,11 @@ class NameAddr(LazyParams):
     def __str__(self) -> str:
         params = self._params
         ptext = self._ptext if params is None else _params_text(params)
+        uri = self._uri
+        utext = self._utext if uri is None else str(uri)
         if self.display:
-            return f"{self.display} <{self.uri}>{ptext}"
-        return f"<{self.uri}>{ptext}"
+            return f"{self.display} <{utext}>{ptext}"
+        return f"<{utext}>{ptext}"
 
     def __repr__(self) -> str:
         return f"<NameAddr {self}>"
@@ -306,24 +323,10 @@ def _params_text(params: dict[str, str | None]) -> str:
 
 
 def _name_addr_fast(m: re.Match[str]) -> NameAddr:
-    quoted, tokens, scheme, user, password, host, port, uparams, headers, ptext = m.groups()
-    # uri_from_groups, inlined: this runs for every From, To, Contact and Route
-    uri = URI.__new__(URI)
-    uri.scheme = scheme if scheme == "sip" else scheme.lower()
-    uri.user = user
-    uri.password = password
-    uri.host = host
-    uri.port = None if port is None else int(port)
-    if uparams:
-        uri._params = None
-        uri._ptext = uparams
-    else:
-        uri._params = {}
-        uri._ptext = ""
-    uri.headers = headers
-    uri.opaque = None
+    quoted, tokens, utext, ptext = m.groups()
     value = NameAddr.__new__(NameAddr)
-    value.uri = uri
+    value._uri = None
+    value._utext = utext
     value.display = quoted if quoted is not None else tokens
     if ptext:
         value._params = None
@@ -356,13 +359,14 @@ def _fast_list(
 def _name_addr(m: re.Match[str], name_addr_only: bool) -> NameAddr:
     quoted, tokens, inner, spec, ptext = m.groups()
     value = NameAddr.__new__(NameAddr)
+    value._utext = ""
     if inner is not None:
-        value.uri = parse_uri(inner)
+        value._uri = parse_uri(inner)
         value.display = quoted if quoted is not None else tokens
     elif name_addr_only:
         raise ParseError(f"{spec[:60]!r} must be written as <URI> (a name-addr)")
     else:
-        value.uri = parse_uri(spec)
+        value._uri = parse_uri(spec)
         value.display = None
     _set_params(value, ptext)
     return value

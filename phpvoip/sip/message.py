@@ -168,9 +168,10 @@ _BAD_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n")
 # removes exactly two octets per CRLF when all is well.
 _CONTROL_OCTETS = bytes([*range(0x09), *range(0x0A, 0x20), 0x7F])
 
-# Header names seen before -> key. Only names that are valid tokens get in, and the
-# cache stops growing at a bound, so garbage cannot bloat it.
-_KEYS: dict[str, str] = {}
+# Header names seen before -> (key, parser, may occur once) as _AT_PARSE says, or
+# (key, None, False). Only names that are valid tokens get in, and the cache stops
+# growing at a bound, so garbage cannot bloat it.
+_KEYS: dict[str, tuple[str, Callable[[str], Any] | None, bool]] = {}
 _KEYS_MAX = 1024
 
 
@@ -566,15 +567,16 @@ def _parse(data: bytes) -> Request | Response:
         _parse_head(raw)
         raise _fail("no empty line after the headers", raw.decode("utf-8", "surrogateescape"))
     message, length = _parse_head(data[start:end])
-    body = data[end + 4 :]
-    if length is not None and length != len(body):
-        if length > len(body):
+    if length is None:
+        message.body = data[end + 4 :]
+    else:
+        body_end = end + 4 + length
+        if body_end > len(data):
             raise _fail(
-                f"body shorter than Content-Length ({len(body)} < {length})",
+                f"body shorter than Content-Length ({len(data) - end - 4} < {length})",
                 data[start:end].decode("utf-8", "surrogateescape"),
             )
-        body = body[:length]
-    message.body = body
+        message.body = data[end + 4 : body_end]
     return message
 
 
@@ -603,21 +605,21 @@ def _parse_lines(head: str, lines: list[str]) -> tuple[Request | Response, int |
     append = fields.append
     seen: dict[str, Any] = {}
     keys = _KEYS
-    at_parse = _AT_PARSE
     key = ""
     try:
         for line in lines[1:]:
             name, colon, value = line.partition(":")
-            key = keys.get(name)  # type: ignore[assignment]
-            if key is None or not colon:
-                key, name = _new_name(name, colon, head)
-            value = value.strip(" \t")
-            entry = at_parse.get(key)
-            if entry is not None:
-                if entry[1] and key in seen:
+            info = keys.get(name)
+            if info is None or not colon:
+                info, name = _new_name(name, colon, head)
+            if info[1] is None:
+                append([info[0], name, value.strip(" \t")])
+            else:
+                key, parser, single = info
+                if single and key in seen:
                     raise _fail(f"more than one {display_name(key)} header", head)
-                value = seen[key] = entry[0](value)
-            append([key, name, value])
+                value = seen[key] = parser(value.strip(" \t"))
+                append([key, name, value])
     except ParseError as e:
         if "\r\n " in head or "\r\n\t" in head:
             raise _Folded from None  # the value may go on in the next line
@@ -641,9 +643,11 @@ def _parse_lines(head: str, lines: list[str]) -> tuple[Request | Response, int |
     return message, seen.get("content-length")
 
 
-def _new_name(name: str, colon: str, head: str) -> tuple[str, str]:
-    """Key and clean name of a header name not met before (or a line without a
-    colon, which is an error)."""
+def _new_name(
+    name: str, colon: str, head: str
+) -> tuple[tuple[str, Callable[[str], Any] | None, bool], str]:
+    """What `_KEYS` holds for a header name not met before, and the clean name
+    (or, for a line without a colon, an error)."""
     if name[:1] == " " or name[:1] == "\t":
         raise _Folded  # a continuation line, and the head is not unfolded yet
     if not colon:
@@ -654,9 +658,11 @@ def _new_name(name: str, colon: str, head: str) -> tuple[str, str]:
     key = clean.lower()
     if len(key) == 1:
         key = COMPACT.get(key, key)
+    parser, single = _AT_PARSE.get(key, (None, False))
+    info = (key, parser, single)
     if clean is name and len(_KEYS) < _KEYS_MAX:
-        _KEYS[name] = key
-    return key, clean
+        _KEYS[name] = info
+    return info, clean
 
 
 def _fail(reason: str, head: str, status: int | None = None) -> ParseError:
@@ -687,7 +693,7 @@ def _check_chars(head: str) -> None:
 def _parse_start_line(line: str) -> Request | Response:
     """Request-Line = Method SP Request-URI SP SIP-Version; Status-Line =
     SIP-Version SP Status-Code SP Reason-Phrase (§7.1, §7.2, §25.1)."""
-    if line[:4].upper() == "SIP/":
+    if line[3:4] == "/":  # "SIP/" (a method, being a token, has no '/')
         return _parse_status_line(line)
     parts = line.split(" ")
     if len(parts) != 3:

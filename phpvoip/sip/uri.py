@@ -57,8 +57,9 @@ _HOSTNAME = re.compile(rf"(?:{_LABEL}\.)*{_TOPLABEL}\.?\Z")
 # built into a URI with no further test. It accepts a strict subset of §25.1 (no
 # IPv6, no trailing dot, no leading zeros in ports, parameter names in lower case as
 # str() writes them); anything else takes the general road in `parse_uri`, which
-# accepts or refuses it with a reason. Header parsers embed `SIP_URI_FAST` (seven
-# groups: scheme, user, password, host, port, parameters, headers).
+# accepts or refuses it with a reason. `SIP_URI_FAST` has seven groups (scheme,
+# user, password, host, port, parameters, headers); header parsers embed the same
+# grammar without groups, `SIP_URI_FAST_TEXT`, and keep the URI as text until read.
 _F_ESC = r"%[0-9A-Fa-f]{2}"
 F_IPV4 = r"[0-9]{1,3}+\.[0-9]{1,3}+\.[0-9]{1,3}+\.[0-9]{1,3}+(?![A-Za-z0-9\-.])"
 F_HOST = rf"(?:{F_IPV4}|(?:{_LABEL}\.)*{_TOPLABEL}(?![A-Za-z0-9\-.]))"
@@ -69,11 +70,20 @@ _F_PNAME = rf"(?:[a-z0-9\[\]/:&+$\-_.!~*'()]++|{_F_ESC})++"
 _F_PVALUE = rf"(?:[A-Za-z0-9\[\]/:&+$\-_.!~*'()]++|{_F_ESC})++"
 _F_HNAME = rf"(?:[A-Za-z0-9\[\]/?:+$\-_.!~*'()]++|{_F_ESC})++"
 _F_HVALUE = rf"(?:[A-Za-z0-9\[\]/?:+$\-_.!~*'()]++|{_F_ESC})*+"
-SIP_URI_FAST = (
-    rf"([Ss][Ii][Pp][Ss]?):(?:({_F_USER})(?::({_F_PASSWORD}))?@)?({F_HOST})(?::({F_PORT}))?"
-    rf"((?:;{_F_PNAME}(?:={_F_PVALUE})?)*+)"
-    rf"(?:\?({_F_HNAME}={_F_HVALUE}(?:&{_F_HNAME}={_F_HVALUE})*+))?"
-)
+
+
+def _sip_uri_fast(group: str) -> str:
+    # `group` is "(" for capturing groups, "(?:" for none
+    return (
+        rf"{group}[Ss][Ii][Pp][Ss]?):(?:{group}{_F_USER})(?::{group}{_F_PASSWORD}))?@)?"
+        rf"{group}{F_HOST})(?::{group}{F_PORT}))?"
+        rf"{group}(?:;{_F_PNAME}(?:={_F_PVALUE})?)*+)"
+        rf"(?:\?{group}{_F_HNAME}={_F_HVALUE}(?:&{_F_HNAME}={_F_HVALUE})*+))?"
+    )
+
+
+SIP_URI_FAST = _sip_uri_fast("(")
+SIP_URI_FAST_TEXT = _sip_uri_fast("(?:")
 _URI_FAST = re.compile(SIP_URI_FAST + r"\Z")
 
 # Hosts already checked: the same few peers come back all the time. Bounded, so a
