@@ -363,8 +363,6 @@ class Engine:
         bridge = Bridge(record, inbound, outbound, self.clock, settings.ring_timeout, settings.max_duration,
                         self._call_ended)
         self.calls[record.id] = bridge
-        log.debug("call {id}: {caller} -> {callee} via {module}", id=record.id, caller=record.caller,
-                  callee=record.routed_to, module=out_module)
         bridge.start()
         return record.id
 
