@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import pytest_twisted
+from twisted.internet import task
 
 from tests.interop.conftest import sipp_args, wait_idle
 from tests.support import free_port
@@ -23,6 +24,11 @@ from tests.support import free_port
 pytestmark = pytest.mark.interop
 
 DEADLINE = 40.0  # seconds before a SIPp peer is killed
+# An INVITE client transaction that got a non-2xx final answer over UDP waits in
+# Completed for Timer D, "at least 32 seconds" (RFC 3261 §17.1.1.2) whatever T1 is,
+# to absorb retransmitted finals; flows that end that way need this long to be idle.
+TIMER_D_IDLE = 40.0
+CALL_STATE = ("calls", "legs", "dialogs")
 
 
 def trunk_config(uas_port: int, calls: str = "keepalive_interval: 0", transport: str = "") -> str:
@@ -67,6 +73,7 @@ async def run_flow(
     uas_extra: tuple[str, ...] = (),
     trunk_transport: str = "",
     timers: str | None = None,
+    idle_timeout: float = 15.0,
 ) -> Run:
     """Run one UAS and one UAC scenario through a fresh switch; assert both exit 0."""
     uas_port = free_port()
@@ -87,8 +94,21 @@ async def run_flow(
     uas_code = await uas.wait()
     assert uac_code == 0, f"UAC exit {uac_code}:\n{uac.output}\n{_tail(uac_log)}"
     assert uas_code == 0, f"UAS exit {uas_code}:\n{uas.output}\n{_tail(uas_log)}"
-    counts = await wait_idle(reactor, service.engine)
+    # Calls, legs and dialogs go at once; transactions after their RFC timers.
+    call_state = await _wait_for(reactor, service.engine, CALL_STATE, 5.0)
+    assert not any(call_state.values()), call_state
+    counts = await wait_idle(reactor, service.engine, idle_timeout)
     return Run(service, uac, uas, uac_log, uas_log, counts)
+
+
+async def _wait_for(reactor: Any, engine: Any, keys: tuple[str, ...], timeout: float) -> dict[str, int]:
+    """Wait (bounded) until the named counts of the engine are zero."""
+    deadline = reactor.seconds() + timeout
+    while True:
+        counts = {k: v for k, v in engine.counts().items() if k in keys}
+        if not any(counts.values()) or reactor.seconds() >= deadline:
+            return counts
+        await task.deferLater(reactor, 0.1, lambda: None)
 
 
 def _tail(path: Path, size: int = 6000) -> str:
@@ -98,13 +118,11 @@ def _tail(path: Path, size: int = 6000) -> str:
 def received(log: Path, start_line: str) -> list[str]:
     """The messages a SIPp peer received whose first line starts with `start_line`."""
     text = log.read_text(errors="replace")
-    messages = re.split(r"\n-{10,}[^\n]*\n", text)
     found = []
     for chunk in re.split(r"^.*message received \[\d+\] bytes :\s*$", text, flags=re.M)[1:]:
         message = chunk.split("\n-----", 1)[0].strip("\n")
         if message.startswith(start_line):
             found.append(message)
-    del messages
     return found
 
 
@@ -125,3 +143,93 @@ async def test_callee_hangs_up_first(reactor, sipp, switch, peers, tmp_path):
         assert record.status == 200 and record.answer is not None and record.end is not None
         assert record.hangup_by == "callee"
     assert len(received(run.uac_log, "BYE ")) == 3
+
+
+@pytest_twisted.ensureDeferred
+async def test_caller_cancels_while_ringing(reactor, sipp, switch, peers, tmp_path):
+    """A CANCEL after 180 gets 200 + 487 for the caller and becomes a CANCEL to the callee."""
+    run = await run_flow(reactor, sipp, switch, peers, tmp_path, "uac_cancel.xml", "uas_cancelled.xml",
+                         calls=3, idle_timeout=TIMER_D_IDLE)
+    assert not any(run.counts.values()), run.counts
+    assert len(run.records) == 3
+    for record in run.records:
+        assert record.status == 487 and record.answer is None and record.end is not None
+        assert record.hangup_by == "caller"
+    cancels = received(run.uas_log, "CANCEL ")
+    assert len(cancels) == 3
+    # The 487's ACK reached the callee on the INVITE's own branch (RFC 3261 §17.1.1.3).
+    invites, acks = received(run.uas_log, "INVITE "), received(run.uas_log, "ACK ")
+    assert [_branch(m) for m in acks] == [_branch(m) for m in invites] == [_branch(m) for m in cancels]
+
+
+@pytest.mark.parametrize("uas_scenario", ["uas_race_answer_first.xml", "uas_race_cancel_first.xml"])
+@pytest_twisted.ensureDeferred
+async def test_cancel_crosses_the_answer(reactor, sipp, switch, peers, tmp_path, uas_scenario):
+    """A 200 that arrives for a cancelled INVITE is ACKed and BYEd at once; the caller still gets 487."""
+    run = await run_flow(reactor, sipp, switch, peers, tmp_path, "uac_cancel.xml", uas_scenario, calls=3,
+                         idle_timeout=TIMER_D_IDLE)
+    assert not any(run.counts.values()), run.counts
+    assert len(run.records) == 3
+    for record in run.records:
+        assert record.status == 487 and record.answer is None
+        assert record.hangup_by == "caller"
+    # The BYE ends the dialog the unwanted 200 made: its To carries the callee's tag.
+    answers = [m for m in _sent(run.uas_log, "SIP/2.0 200") if (header(m, "CSeq") or "").endswith("INVITE")]
+    byes = received(run.uas_log, "BYE ")
+    assert [_tag(header(m, "To")) for m in byes] == [_tag(header(m, "To")) for m in answers]
+    assert len(byes) == 3
+    # The caller never saw that 200: its only 200s answer its CANCELs.
+    assert all((header(m, "CSeq") or "").endswith("CANCEL") for m in received(run.uac_log, "SIP/2.0 200"))
+    assert len(received(run.uac_log, "SIP/2.0 487")) == 3
+
+
+@pytest_twisted.ensureDeferred
+async def test_callee_busy(reactor, sipp, switch, peers, tmp_path):
+    """A 486 from the callee reaches the caller as 486; both sides get their ACK."""
+    run = await run_flow(reactor, sipp, switch, peers, tmp_path, "uac_busy.xml", "uas_busy.xml", calls=3,
+                         idle_timeout=TIMER_D_IDLE)
+    assert not any(run.counts.values()), run.counts
+    assert len(run.records) == 3
+    for record in run.records:
+        assert record.status == 486 and record.answer is None
+        assert record.hangup_by == "callee"
+    assert len(received(run.uas_log, "ACK ")) == 3
+    assert len(received(run.uac_log, "SIP/2.0 486")) == 3
+
+
+@pytest_twisted.ensureDeferred
+async def test_ring_timeout(reactor, sipp, switch, peers, tmp_path):
+    """With ring_timeout 2 s a ringing callee is CANCELled and the caller gets 480."""
+    start = reactor.seconds()
+    run = await run_flow(reactor, sipp, switch, peers, tmp_path, "uac_no_answer.xml", "uas_cancelled.xml",
+                         settings="keepalive_interval: 0, ring_timeout: 2", idle_timeout=TIMER_D_IDLE)
+    assert not any(run.counts.values()), run.counts
+    (record,) = run.records
+    assert record.status == 480 and record.answer is None
+    assert record.hangup_by == "switch"
+    assert 1.9 <= record.end - record.start <= 3.0
+    assert reactor.seconds() - start >= 2.0
+    (cancel,) = received(run.uas_log, "CANCEL ")
+    assert len(received(run.uas_log, "ACK ")) == 1
+
+
+def _tag(value: str | None) -> str:
+    match = re.search(r";\s*tag=([^;,\s]+)", value or "")
+    return match.group(1) if match else ""
+
+
+def _branch(message: str) -> str:
+    via = header(message, "Via") or ""
+    match = re.search(r";\s*branch=([^;,\s]+)", via)
+    return match.group(1) if match else ""
+
+
+def _sent(log: Path, start_line: str) -> list[str]:
+    """The messages a SIPp peer sent whose first line starts with `start_line`."""
+    text = log.read_text(errors="replace")
+    found = []
+    for chunk in re.split(r"^.*message sent \(\d+ bytes\):\s*$", text, flags=re.M)[1:]:
+        message = chunk.split("\n-----", 1)[0].strip("\n")
+        if message.startswith(start_line):
+            found.append(message)
+    return found
