@@ -98,6 +98,11 @@ _GEN_VALUE = rf"(?:{_TOKEN}|\[[0-9A-Fa-f:.]++\]|{_QSTR})"
 _PARAMS = rf"(?:[ \t]*+;[ \t]*+{_TOKEN}(?:[ \t]*+=[ \t]*+{_GEN_VALUE})?+)*+"
 _PARAM = re.compile(rf"[ \t]*;[ \t]*({_TOKEN})(?:[ \t]*=[ \t]*({_GEN_VALUE}))?")
 _PARAMS_ONLY = re.compile(rf"{_PARAMS}[ \t]*\Z")
+# Via parameters may also hold a bare IPv6 address (via-received, §25.1); which
+# parameter holds what is checked on the dict
+_VIA_VALUE = rf"(?:[0-9A-Fa-f]*+:[0-9A-Fa-f:.]*+|{_GEN_VALUE})"
+_VIA_PARAMS = rf"(?:[ \t]*+;[ \t]*+{_TOKEN}(?:[ \t]*+=[ \t]*+{_VIA_VALUE})?+)*+"
+_VIA_PARAM = re.compile(rf"[ \t]*;[ \t]*({_TOKEN})(?:[ \t]*=[ \t]*({_VIA_VALUE}))?")
 
 # One name-addr or addr-spec with its parameters, as an element of a list:
 #   name-addr = [ display-name ] LAQUOT addr-spec RAQUOT
@@ -117,7 +122,7 @@ _ADDR = re.compile(
 _VIA = re.compile(
     rf"[ \t]*+({_TOKEN})[ \t]*+/[ \t]*+({_TOKEN})[ \t]*+/[ \t]*+({_TOKEN})[ \t]++"
     r"(\[[0-9A-Fa-f:.]++\]|[A-Za-z0-9][A-Za-z0-9\-.]*+)(?:[ \t]*+:[ \t]*+([0-9]{1,5}+))?"
-    rf"({_PARAMS})[ \t]*+"
+    rf"({_VIA_PARAMS})[ \t]*+"
 )
 _CSEQ = re.compile(rf"([0-9]{{1,10}}+)[ \t]++({_TOKEN})\Z")
 # callid = word [ "@" word ]
@@ -201,11 +206,11 @@ def split_commas(value: str) -> list[str]:
     return parts
 
 
-def _params_dict(text: str) -> dict[str, str | None]:
-    # `text` has been validated as _PARAMS; whitespace or quotes made it take this
-    # slower road. Quoted values keep their quotes (as written).
+def _params_dict(text: str, pattern: re.Pattern[str] = _PARAM) -> dict[str, str | None]:
+    # `text` has been validated as _PARAMS (or _VIA_PARAMS, with `pattern`
+    # _VIA_PARAM). Quoted values keep their quotes (as written).
     params: dict[str, str | None] = {}
-    for m in _PARAM.finditer(text):
+    for m in pattern.finditer(text):
         name = m.group(1).lower()
         if name not in params:
             params[name] = m.group(2)
@@ -688,8 +693,9 @@ def _via_list_general(value: str) -> list[Via]:
             if via.port > 65535:
                 raise ParseError(f"bad port in Via {port!r}")
         if ptext:
-            _set_params(via, ptext)
-            _check_via_params(via.params)
+            via._params = _params_dict(ptext, _VIA_PARAM)
+            via._ptext = ""
+            _check_via_params(via._params)
         else:
             via._params = {}
             via._ptext = ""

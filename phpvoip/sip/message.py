@@ -132,16 +132,17 @@ _TYPED: dict[str, Callable[[str], Any]] = {
     "record-route": parse_route_list,
     "content-length": _content_length,
 }
-# What `_parse` runs on each header line it meets: key -> (parser, may occur once).
+# What `_parse` runs on each header line it meets: key -> (parser, may occur once:
+# True, False, or "*" for Contact, whose "*" must be its only value).
 # The check_* ones only validate and give the text back.
-_AT_PARSE: dict[str, tuple[Callable[[str], Any], bool]] = {
+_AT_PARSE: dict[str, tuple[Callable[[str], Any], bool | str]] = {
     "via": (parse_via_list, False),
     "from": (parse_name_addr, True),
     "to": (parse_name_addr, True),
     "call-id": (parse_call_id, True),
     "cseq": (parse_cseq, True),
     "max-forwards": (_max_forwards, True),
-    "contact": (parse_contact_list, False),
+    "contact": (parse_contact_list, "*"),  # a list, but '*' must be alone
     "route": (parse_route_list, False),
     "record-route": (parse_route_list, False),
     "content-length": (_content_length, True),
@@ -171,7 +172,7 @@ _CONTROL_OCTETS = bytes([*range(0x09), *range(0x0A, 0x20), 0x7F])
 # Header names seen before -> (key, parser, may occur once) as _AT_PARSE says, or
 # (key, None, False). Only names that are valid tokens get in, and the cache stops
 # growing at a bound, so garbage cannot bloat it.
-_KEYS: dict[str, tuple[str, Callable[[str], Any] | None, bool]] = {}
+_KEYS: dict[str, tuple[str, Callable[[str], Any] | None, bool | str]] = {}
 _KEYS_MAX = 1024
 
 
@@ -557,6 +558,8 @@ def _parse(data: bytes) -> Request | Response:
     start = 0
     while data.startswith(b"\r\n", start):
         start += 2
+    if start == len(data):
+        raise ParseError("empty message")
     end = data.find(b"\r\n\r\n", start)
     if end < 0:
         # Headers that never end: still read them, so that the reason names the
@@ -617,7 +620,7 @@ def _parse_lines(head: str, lines: list[str]) -> tuple[Request | Response, int |
             else:
                 key, parser, single = info
                 if single and key in seen:
-                    raise _fail(f"more than one {display_name(key)} header", head)
+                    _repeated(key, single, seen[key], value, head)
                 value = seen[key] = parser(value.strip(" \t"))
                 append([key, name, value])
     except ParseError as e:
@@ -638,14 +641,21 @@ def _parse_lines(head: str, lines: list[str]) -> tuple[Request | Response, int |
             raise _fail(
                 "CSeq method does not match the request method", head, 400 if method in KNOWN_METHODS else 501
             )
-    if seen.get("contact") is STAR and sum(1 for f in fields if f[0] == "contact") > 1:
-        raise _fail("Contact: * together with other contacts (§10.2.2)", head)
     return message, seen.get("content-length")
+
+
+def _repeated(key: str, single: bool | str, before: Any, value: str, head: str) -> None:
+    """A header met a second time: fine for a list, an error for a single one
+    (RFC 4475 §3.3.8, §3.3.9), and ``Contact: *`` must stand alone (§10.2.2)."""
+    if single is True:
+        raise _fail(f"more than one {display_name(key)} header", head)
+    if before is STAR or value.strip(" \t") == "*":
+        raise _fail("Contact: * together with other contacts (§10.2.2)", head)
 
 
 def _new_name(
     name: str, colon: str, head: str
-) -> tuple[tuple[str, Callable[[str], Any] | None, bool], str]:
+) -> tuple[tuple[str, Callable[[str], Any] | None, bool | str], str]:
     """What `_KEYS` holds for a header name not met before, and the clean name
     (or, for a line without a colon, an error)."""
     if name[:1] == " " or name[:1] == "\t":
