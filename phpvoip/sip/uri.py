@@ -335,6 +335,10 @@ def parse_uri(text: str) -> URI:
     m = _URI_FAST.match(text)
     if m is not None:
         return uri_from_groups(*m.groups())
+    return _parse_uri_general(text)
+
+
+def _parse_uri_general(text: str) -> URI:
     raw_scheme, colon, rest = text.partition(":")
     if not colon or not _SCHEME.match(raw_scheme):
         raise ParseError(f"bad URI {text[:80]!r}: no scheme")
