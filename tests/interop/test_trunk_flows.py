@@ -247,6 +247,20 @@ async def test_reinvite_relayed(reactor, sipp, switch, peers, tmp_path):
     assert len(received(run.uas_log, "ACK ")) == 6
 
 
+@pytest_twisted.ensureDeferred
+async def test_info_and_update_relayed(reactor, sipp, switch, peers, tmp_path):
+    """INFO from the caller and UPDATE + SDP from the callee cross the switch with their answers."""
+    run = await run_flow(reactor, sipp, switch, peers, tmp_path, "uac_info_update.xml", "uas_info_update.xml",
+                         calls=2)
+    assert not any(run.counts.values()), run.counts
+    assert [r.hangup_by for r in run.records] == ["callee", "callee"]
+    infos = received(run.uas_log, "INFO ")
+    assert len(infos) == 2
+    assert all(header(m, "Content-Type") == "application/dtmf-relay" and "Signal=5" in m for m in infos)
+    updates = received(run.uac_log, "UPDATE ")
+    assert len(updates) == 2 and all("s=uas-offer-2" in m for m in updates)
+
+
 async def run_silent_callee(reactor: Any, sipp: str, switch: Any, peers: Any, tmp_path: Path) -> Run:
     """A call whose callee stops answering the switch's keepalive OPTIONS (every 1 s)."""
     return await run_flow(reactor, sipp, switch, peers, tmp_path, "uac_callee_bye.xml",
