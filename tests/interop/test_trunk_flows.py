@@ -261,6 +261,28 @@ async def test_info_and_update_relayed(reactor, sipp, switch, peers, tmp_path):
     assert len(updates) == 2 and all("s=uas-offer-2" in m for m in updates)
 
 
+@pytest_twisted.ensureDeferred
+async def test_caller_over_tcp(reactor, sipp, switch, peers, tmp_path):
+    """A caller on TCP reaches a UDP callee; the callee's BYE comes back to it over its TCP connection."""
+    run = await run_flow(reactor, sipp, switch, peers, tmp_path, "uac_callee_bye.xml", "uas_bye_first.xml",
+                         calls=3, uac_extra=("-t", "t1"))
+    assert not any(run.counts.values()), run.counts
+    assert [(r.status, r.hangup_by) for r in run.records] == [(200, "callee")] * 3
+    byes = received(run.uac_log, "BYE ")
+    assert len(byes) == 3 and all("SIP/2.0/TCP" in (header(m, "Via") or "") for m in byes)
+
+
+@pytest_twisted.ensureDeferred
+async def test_callee_over_tcp(reactor, sipp, switch, peers, tmp_path):
+    """A trunk whose address is tcp: carries the call, its re-INVITE and the BYE to the callee over TCP."""
+    run = await run_flow(reactor, sipp, switch, peers, tmp_path, "uac_reinvite.xml", "uas_reinvite.xml",
+                         calls=3, uas_extra=("-t", "t1"), trunk_transport="tcp:")
+    assert not any(run.counts.values()), run.counts
+    assert [(r.status, r.hangup_by) for r in run.records] == [(200, "caller")] * 3
+    invites = received(run.uas_log, "INVITE ")
+    assert len(invites) == 6 and all("SIP/2.0/TCP" in (header(m, "Via") or "") for m in invites)
+
+
 async def run_silent_callee(reactor: Any, sipp: str, switch: Any, peers: Any, tmp_path: Path) -> Run:
     """A call whose callee stops answering the switch's keepalive OPTIONS (every 1 s)."""
     return await run_flow(reactor, sipp, switch, peers, tmp_path, "uac_callee_bye.xml",
