@@ -438,7 +438,7 @@ def _why_bad_address(text: str) -> str:
     # Only runs on the error path: the regular expression refused `text`; find the
     # most helpful thing to say about it.
     short = text[:80]
-    if not text:
+    if not text or text[0] == ",":
         return "empty address"
     quote = text.find('"')
     lt = text.find("<")
@@ -506,6 +506,8 @@ def parse_contact_list(value: str) -> list[NameAddr] | _Star:
 
 
 def _contact_list_general(value: str) -> list[NameAddr]:
+    if value.lstrip(" \t").startswith("*"):
+        raise ParseError("Contact: * must be the only contact (§10.2.2)")
     contacts = _addr_list(value, False)
     for contact in contacts:
         if contact._params == {}:
