@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from phpvoip.sip.uri import URI, unescape
@@ -60,7 +60,9 @@ class BindingTable:
         self.clock = clock
         self.on_expire = on_expire
         self.granularity = granularity
-        self._aors: dict[str, dict[str, Binding]] = {}
+        # aor -> its one Binding, or {key: Binding} when it has several (a dict
+        # per AOR would cost more than the binding itself)
+        self._aors: dict[str, Binding | dict[str, Binding]] = {}
         self._heap: list[tuple[float, int, Binding]] = []
         self._sequence = itertools.count()
         self._count = 0
@@ -84,57 +86,91 @@ class BindingTable:
 
     # -- reading -----------------------------------------------------------------
 
+    def _all(self, aor: str) -> Iterable[Binding]:
+        entry = self._aors.get(aor)
+        if entry is None:
+            return ()
+        if entry.__class__ is Binding:
+            return (entry,)  # type: ignore[return-value]
+        return entry.values()  # type: ignore[union-attr]
+
     def get(self, aor: str, now: float | None = None) -> list[Binding]:
         """The live bindings of `aor`, highest q first (no q counts as 1.0), then
         the most recently registered first."""
-        contacts = self._aors.get(aor)
-        if not contacts:
+        if aor not in self._aors:
             return []
         if now is None:
             now = self.clock.seconds()
-        live = [b for b in contacts.values() if b.expires_at > now]
-        live.sort(key=lambda b: (-(1.0 if b.q is None else b.q), -b.registered_at))
+        live = [b for b in self._all(aor) if b.expires_at > now]
+        if len(live) > 1:
+            live.sort(key=lambda b: (-(1.0 if b.q is None else b.q), -b.registered_at))
         return live
 
     def lookup(self, aor: str, key: str) -> Binding | None:
-        contacts = self._aors.get(aor)
-        return None if contacts is None else contacts.get(key)
+        entry = self._aors.get(aor)
+        if entry is None:
+            return None
+        if entry.__class__ is Binding:
+            return entry if entry.key == key else None  # type: ignore[union-attr,return-value]
+        return entry.get(key)  # type: ignore[union-attr]
 
     def __iter__(self) -> Iterator[Binding]:
-        for contacts in self._aors.values():
-            yield from contacts.values()
+        for entry in self._aors.values():
+            if entry.__class__ is Binding:
+                yield entry  # type: ignore[misc]
+            else:
+                yield from entry.values()  # type: ignore[union-attr]
 
     def count(self, aor: str) -> int:
-        contacts = self._aors.get(aor)
-        return 0 if contacts is None else len(contacts)
+        entry = self._aors.get(aor)
+        if entry is None:
+            return 0
+        return 1 if entry.__class__ is Binding else len(entry)  # type: ignore[arg-type]
 
     # -- changing ------------------------------------------------------------------
 
     def put(self, binding: Binding) -> Binding | None:
         """Add or replace a binding; returns the one it replaced."""
-        contacts = self._aors.get(binding.aor)
-        if contacts is None:
-            contacts = self._aors[binding.aor] = {}
-        old = contacts.get(binding.key)
-        contacts[binding.key] = binding
+        aors = self._aors
+        aor, key = binding.aor, binding.key
+        entry = aors.get(aor)
+        old = None
+        if entry is None:
+            aors[aor] = binding
+        elif entry.__class__ is Binding:
+            if entry.key == key:  # type: ignore[union-attr]
+                old = entry
+                aors[aor] = binding
+            else:
+                aors[aor] = {entry.key: entry, key: binding}  # type: ignore[union-attr,dict-item]
+        else:
+            old = entry.get(key)  # type: ignore[union-attr]
+            entry[key] = binding  # type: ignore[index]
         if old is None:
             self._count += 1
         heapq.heappush(self._heap, (binding.expires_at, next(self._sequence), binding))
         if len(self._heap) > 2 * self._count + 1024:
             self._rebuild()
         self._arm(binding.expires_at)
-        return old
+        return old  # type: ignore[return-value]
 
     def remove(self, aor: str, key: str) -> Binding | None:
         """Remove one binding (its heap entry turns stale); returns it, if any."""
-        contacts = self._aors.get(aor)
-        if contacts is None:
+        aors = self._aors
+        entry = aors.get(aor)
+        if entry is None:
             return None
-        binding = contacts.pop(key, None)
+        if entry.__class__ is Binding:
+            if entry.key != key:  # type: ignore[union-attr]
+                return None
+            del aors[aor]
+            self._count -= 1
+            return entry  # type: ignore[return-value]
+        binding = entry.pop(key, None)  # type: ignore[union-attr]
         if binding is not None:
             self._count -= 1
-            if not contacts:
-                del self._aors[aor]
+            if len(entry) == 1:  # type: ignore[arg-type]
+                aors[aor] = next(iter(entry.values()))  # type: ignore[union-attr]
         return binding
 
     def expire(self, now: float | None = None) -> list[Binding]:
@@ -144,14 +180,10 @@ class BindingTable:
         heap = self._heap
         lapsed = []
         while heap and heap[0][0] <= now:
-            expires_at, _, binding = heapq.heappop(heap)
-            contacts = self._aors.get(binding.aor)
-            if contacts is None or contacts.get(binding.key) is not binding:
+            binding = heapq.heappop(heap)[2]
+            if self.lookup(binding.aor, binding.key) is not binding:
                 continue  # refreshed or removed since this entry was pushed
-            del contacts[binding.key]
-            self._count -= 1
-            if not contacts:
-                del self._aors[binding.aor]
+            self.remove(binding.aor, binding.key)
             lapsed.append(binding)
         if self.on_expire is not None:
             for binding in lapsed:
@@ -187,8 +219,7 @@ class BindingTable:
         self.expire(now)
         while self._heap:
             head = self._heap[0][2]
-            contacts = self._aors.get(head.aor)
-            if contacts is not None and contacts.get(head.key) is head:
+            if self.lookup(head.aor, head.key) is head:
                 self._arm(self._heap[0][0])
                 break
             heapq.heappop(self._heap)  # stale: no need to wake up for it

@@ -191,6 +191,7 @@ class Registrar:
         self.throttle: AuthThrottle | None = None
         self.hosts: frozenset[str] = frozenset()
         self.ready = False
+        self._agents: dict[str, str] = {}
         self.stats = {"registered": 0, "challenged": 0, "auth_failed": 0, "refused": 0, "lapsed": 0}
 
     def __repr__(self) -> str:
@@ -423,17 +424,18 @@ class Registrar:
                     self._remove(aor, key)
                 continue
             q = contact.params.get("q")
+            text = str(contact.uri)
             binding = Binding(
                 aor=aor,
-                key=key,
-                contact=str(contact.uri),
+                key=text if text == key else key,  # one string, not two, when they agree
+                contact=text,
                 expires_at=now + expires,
                 call_id=call_id,
                 cseq=cseq,
                 q=float(q) if q else None,
                 source=source,
                 registered_at=existing.registered_at if existing is not None else now,
-                user_agent=user_agent[:200] if user_agent else None,
+                user_agent=self._user_agent(user_agent),
             )
             self.bindings.put(binding)
             self._save(binding)
@@ -441,6 +443,19 @@ class Registrar:
                 "registrar {name}: {aor} at {contact} for {expires}s from {source}",
                 name=self.name, aor=aor, contact=binding.contact, expires=expires, source=str(source),
             )  # fmt: skip
+
+    def _user_agent(self, text: str | None) -> str | None:
+        """One string per distinct User-Agent (phones of a kind share it), from a
+        bounded cache so that odd values cannot grow it."""
+        if not text:
+            return None
+        text = text[:200]
+        cached = self._agents.get(text)
+        if cached is not None:
+            return cached
+        if len(self._agents) < 1000:
+            self._agents[text] = text
+        return text
 
     def _unregister_all(self, request: Request, aor: str) -> None:
         """§10.3 step 6: ``Contact: *`` is only valid with an expiry of 0."""

@@ -11,8 +11,8 @@ Config shapes (`users:` and YAML users files)::
 CSV users files: one user a line, ``#`` comments; without a header line the
 columns are ``username,password`` (two columns) or ``username,ha1_md5,ha1_sha256``
 (three); a first line that has a ``username`` cell is a header naming the columns
-(``username`` and any of ``password``, ``ha1_md5``, ``ha1_sha256``, in any order). An HA1 only works for the realm it was
-made with: the registrar's `realm`.
+(``username`` and any of ``password``, ``ha1_md5``, ``ha1_sha256``, in any order).
+An HA1 only works for the realm it was made with: the registrar's `realm`.
 """
 
 from __future__ import annotations

@@ -165,3 +165,21 @@ def test_throttle_table_is_bounded():
     for host in ("a", "b", "c", "d"):
         throttle.failed(host)
     assert len(throttle) == 3
+
+
+def test_an_aor_grows_and_shrinks_between_one_and_several_contacts():
+    """An AOR's contacts can be added and removed in any order and stay findable
+    (one contact is kept without a per-AOR dict)."""
+    bindings, clock, lapsed = table()
+    first, second, third = make("1001", 1, 100), make("1001", 2, 50), make("1001", 3, 100)
+    for b in (first, second, third):
+        bindings.put(b)
+    assert bindings.count("1001") == 3 and [b for b in bindings] == [first, second, third]
+    assert bindings.remove("1001", first.key) is first
+    clock.advance(60)
+    assert lapsed == [second] and bindings.count("1001") == 1
+    assert bindings.lookup("1001", third.key) is third and bindings.lookup("1001", first.key) is None
+    assert bindings.remove("1001", first.key) is None
+    replacement = make("1001", 3, 200)
+    assert bindings.put(replacement) is third and bindings.get("1001") == [replacement]
+    assert bindings.remove("1001", third.key) is replacement and bindings.aors == 0 and len(bindings) == 0

@@ -1,0 +1,217 @@
+"""Registrations per second with full digest auth, and memory with N live bindings.
+
+Run through ``bench/register.sh`` (or ``.venv/bin/python bench/register_bench.py``).
+
+It writes a users file of N users (HA1 hashes, realm 127.0.0.1), starts the real
+switch (``twistd -n phpvoip``) with a registrar and the SQLite store on a free
+loopback port, and lets SIPp register every user once with its own contact:
+REGISTER, 401, REGISTER with credentials, 200 (two transactions per
+registration). SIPp runs closed-loop by default (``--concurrency`` registrations
+in flight, as fast as the switch answers), or open-loop at ``--rate``.
+
+It reports the registration rate (successful registrations / SIPp's elapsed
+time), failures and retransmissions, the switch's resident memory before and after
+(after the transactions have ended, so what remains is bindings, their heap
+entries and the digest replay table), the rows in the SQLite store, and exits
+non-zero if any registration failed or a binding is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SCENARIO = ROOT / "bench" / "scenarios" / "register_digest.xml"
+LOOPBACK = "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((LOOPBACK, 0))
+        return s.getsockname()[1]
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def options_answered(port: int) -> bool:
+    request = (
+        f"OPTIONS sip:{LOOPBACK}:{port} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP {LOOPBACK}:9;branch=z9hG4bK{uuid.uuid4().hex}\r\n"
+        "Max-Forwards: 70\r\nFrom: <sip:bench@127.0.0.1>;tag=b\r\n"
+        f"To: <sip:{LOOPBACK}>\r\nCall-ID: {uuid.uuid4().hex}\r\nCSeq: 1 OPTIONS\r\n"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((LOOPBACK, 0))
+        s.settimeout(0.3)
+        request = request.replace(b"127.0.0.1:9", f"{LOOPBACK}:{s.getsockname()[1]}".encode())
+        s.sendto(request, (LOOPBACK, port))
+        try:
+            return bool(s.recvfrom(65535)[0])
+        except OSError:
+            return False
+
+
+def write_users(directory: Path, count: int) -> tuple[Path, Path]:
+    """The switch's users file (HA1 only) and SIPp's injection file."""
+    users = directory / "users.csv"
+    inject = directory / "inject.csv"
+    with users.open("w", newline="") as u, inject.open("w") as i:
+        writer = csv.writer(u)
+        writer.writerow(["username", "ha1_md5"])
+        i.write("SEQUENTIAL\n")
+        for n in range(count):
+            user = f"{100000 + n}"
+            password = f"pw{n}"
+            writer.writerow([user, hashlib.md5(f"{user}:{LOOPBACK}:{password}".encode()).hexdigest()])
+            i.write(f"{user};[authentication username={user} password={password}]\n")
+    return users, inject
+
+
+def sipp_stats(path: Path) -> dict[str, str]:
+    """The last row of SIPp's -trace_stat file (semicolon separated)."""
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    names = lines[0].rstrip(";").split(";")
+    values = lines[-1].rstrip(";").split(";")
+    return dict(zip(names, values, strict=False))
+
+
+def seconds(text: str) -> float:
+    """SIPp's ``HH:MM:SS:uuuuuu`` (or ``HH:MM:SS``) as seconds."""
+    parts = text.split(":")
+    h, m, s = int(parts[0]), int(parts[1]), int(parts[2])
+    micro = int(parts[3]) if len(parts) > 3 else 0
+    return h * 3600 + m * 60 + s + micro / 1e6
+
+
+def count_rows(database: Path) -> int:
+    import sqlite3
+
+    with sqlite3.connect(database) as db:
+        return db.execute("SELECT count(*) FROM bindings").fetchone()[0]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--users", type=int, default=100_000, help="registrations (one user each)")
+    parser.add_argument("--concurrency", type=int, default=100, help="registrations in flight (closed loop)")
+    parser.add_argument("--rate", type=float, default=0, help="open loop: registrations/s (0: closed loop)")
+    parser.add_argument("--store", choices=("sqlite", "memory"), default="sqlite")
+    parser.add_argument("--settle", type=float, default=40.0,
+                        help="seconds to wait after the run for transactions to end before measuring memory")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    args = parser.parse_args()
+
+    sipp = shutil.which("sipp")
+    twistd = Path(sys.executable).parent / "twistd"
+    if sipp is None:
+        print("sipp is not installed (apt-get install sip-tester)", file=sys.stderr)
+        return 2
+    work = Path(tempfile.mkdtemp(prefix="phpvoip-register-bench-"))
+    port = free_port()
+    users_file, inject = write_users(work, args.users)
+    storage = "sqlite:var/bench.db" if args.store == "sqlite" else "memory:"
+    (work / "phpvoip.yaml").write_text(
+        "sip:\n"
+        f"  listen: [udp:{LOOPBACK}:{port}]\n"
+        f"  domain: {LOOPBACK}\n"
+        f"storage: {storage}\n"
+        "modules:\n"
+        "  - type: registrar\n"
+        f"    users_file: {users_file}\n"
+        "    algorithms: [MD5]\n"
+        "    max_expires: 3600\n"
+        "    auth_failures: {limit: 0}\n"
+    )
+    log = (work / "switch.log").open("wb")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    switch = subprocess.Popen(
+        [str(twistd), "-n", "--pidfile=", "phpvoip", "--config", str(work / "phpvoip.yaml")],
+        cwd=work, stdout=log, stderr=subprocess.STDOUT, env=env,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not options_answered(port):
+            if switch.poll() is not None or time.monotonic() > deadline:
+                print((work / "switch.log").read_text()[-3000:], file=sys.stderr)
+                return 2
+        time.sleep(1.0)
+        before = rss_kib(switch.pid)
+        load = ["-r", str(args.rate), "-l", str(args.concurrency)] if args.rate else \
+            ["-r", "1000000", "-l", str(args.concurrency)]
+        command = [
+            sipp, f"{LOOPBACK}:{port}", "-sf", str(SCENARIO), "-inf", str(inject),
+            "-i", LOOPBACK, "-p", str(free_port()), "-m", str(args.users), *load,
+            "-buff_size", "2097152", "-nostdin", "-trace_err", "-trace_stat", "-stf", "stats.csv", "-fd", "1",
+            "-timeout", str(max(120, args.users // 100)), "-timeout_error",
+        ]  # fmt: skip
+        started = time.monotonic()
+        run = subprocess.run(command, cwd=work, capture_output=True, text=True, timeout=3600)
+        wall = time.monotonic() - started
+        peak = rss_kib(switch.pid)
+        stats = sipp_stats(work / "stats.csv")
+        ok = int(stats.get("SuccessfulCall(C)", 0))
+        failed = int(stats.get("FailedCall(C)", 0))
+        retrans = int(stats.get("Retransmissions(C)", 0))
+        elapsed = seconds(stats.get("ElapsedTime(C)", "0:0:0")) or wall
+        time.sleep(args.settle)
+        after = rss_kib(switch.pid)
+        rows = count_rows(work / "var" / "bench.db") if args.store == "sqlite" else None
+        cpus = os.cpu_count()
+        mode = f"rate {args.rate:g}/s" if args.rate else f"closed loop, {args.concurrency} in flight"
+        print(f"phpvoip registrar benchmark: {args.users} users, digest MD5 (qop=auth), store {args.store}, "
+              f"{mode}, {cpus} CPUs")
+        print(f"  registrations ok      {ok}")
+        print(f"  failed                {failed}")
+        print(f"  SIPp retransmissions  {retrans}")
+        print(f"  elapsed (SIPp)        {elapsed:.1f} s  (wall {wall:.1f} s)")
+        rate = ok / elapsed
+        print(f"  rate                  {rate:.0f} registrations/s ({2 * rate:.0f} transactions/s)")
+        print(f"  switch RSS before     {before / 1024:.1f} MiB (users loaded, no bindings)")
+        print(f"  switch RSS peak       {peak / 1024:.1f} MiB (at the end of the run)")
+        print(f"  switch RSS settled    {after / 1024:.1f} MiB after {args.settle:.0f} s "
+              f"= {(after - before) * 1024 / max(ok, 1):.0f} bytes per binding")
+        if rows is not None:
+            size = (work / "var" / "bench.db").stat().st_size
+            print(f"  SQLite rows           {rows} ({size / 1e6:.1f} MB file)")
+        good = run.returncode == 0 and failed == 0 and ok == args.users and rows in (None, args.users)
+        if not good:
+            print(run.stdout[-2000:], file=sys.stderr)
+            errors = list(work.glob("*_errors.log"))
+            if errors:
+                print(errors[0].read_text()[-3000:], file=sys.stderr)
+        return 0 if good else 1
+    finally:
+        if switch.poll() is None:
+            switch.send_signal(signal.SIGTERM)
+            try:
+                switch.wait(30)
+            except subprocess.TimeoutExpired:
+                switch.kill()
+                switch.wait(5)
+        log.close()
+        if args.keep:
+            print(f"  work directory        {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
