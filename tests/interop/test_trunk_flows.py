@@ -9,7 +9,9 @@ tests read to check headers the scenarios cannot easily check themselves.
 
 from __future__ import annotations
 
+import errno
 import re
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,8 +20,8 @@ import pytest
 import pytest_twisted
 from twisted.internet import task
 
-from tests.interop.conftest import sipp_args, wait_idle
-from tests.support import free_port
+from tests.interop.conftest import SCENARIOS, sipp_args, wait_idle
+from tests.support import LOOPBACK, free_port
 
 pytestmark = pytest.mark.interop
 
@@ -87,6 +89,8 @@ async def run_flow(
         sipp_args(sipp, uas_scenario, uas_port, None, *common, "-message_file", str(uas_log), *uas_extra),
         deadline=DEADLINE,
     )
+    # The switch dials the callee as soon as the caller calls: the callee must be there.
+    await wait_bound(reactor, uas, uas_port, "tcp" if "t1" in uas_extra else "udp")
     uac = peers.start(
         sipp_args(sipp, uac_scenario, free_port(), service.port, "-s", "2005", *common,
                   "-message_file", str(uac_log), *uac_extra),
@@ -101,6 +105,26 @@ async def run_flow(
     assert not any(call_state.values()), call_state
     counts = await wait_idle(reactor, service.engine, idle_timeout)
     return Run(service, uac, uas, uac_log, uas_log, counts)
+
+
+async def wait_bound(reactor: Any, peer: Any, port: int, transport: str = "udp",
+                     timeout: float = 5.0) -> None:
+    """Wait (bounded) until a peer has bound `port` on loopback, so that nothing
+    reaches it before it listens (a UDP request would draw an ICMP error)."""
+    kind = socket.SOCK_STREAM if transport == "tcp" else socket.SOCK_DGRAM
+    deadline = reactor.seconds() + timeout
+    while reactor.seconds() < deadline:
+        if peer.collect.ended.called:
+            raise AssertionError(f"{peer.args[0]} ended before it listened:\n{peer.output}")
+        with socket.socket(socket.AF_INET, kind) as probe:
+            try:
+                probe.bind((LOOPBACK, port))
+            except OSError as e:
+                if e.errno == errno.EADDRINUSE:
+                    return
+                raise
+        await task.deferLater(reactor, 0.02, lambda: None)
+    raise AssertionError(f"nothing bound {transport} port {port} within {timeout}s")
 
 
 async def _wait_for(reactor: Any, engine: Any, keys: tuple[str, ...], timeout: float) -> dict[str, int]:
@@ -209,6 +233,34 @@ async def test_callee_busy(reactor, sipp, switch, peers, tmp_path):
         assert record.hangup_by == "callee"
     assert len(received(run.uas_log, "ACK ")) == 3
     assert len(received(run.uac_log, "SIP/2.0 486")) == 3
+
+
+@pytest.mark.parametrize(
+    ("status", "reason", "caller_sees"),
+    [(404, "Not Found", 404), (486, "Busy Here", 486), (503, "Service Unavailable", 500),
+     (603, "Decline", 603)],
+)
+@pytest_twisted.ensureDeferred
+async def test_callee_failure_mapped(reactor, sipp, switch, peers, tmp_path, status, reason, caller_sees):
+    """A callee's final failure reaches the caller (a 503 as 500, RFC 3261 §16.7) and both sides get ACKs.
+
+    The callee is on a TCP trunk, where the INVITE transaction ends at once (Timer D
+    is 0 on reliable transports), so the switch is idle quickly."""
+    # SIPp checks status codes when it loads a scenario, so each gets its own copy.
+    scenario = tmp_path / f"uas_{status}.xml"
+    text = (SCENARIOS / "uas_busy.xml").read_text()
+    scenario.write_text(text.replace("SIP/2.0 486 Busy Here", f"SIP/2.0 {status} {reason}"))
+    run = await run_flow(reactor, sipp, switch, peers, tmp_path, "uac_rejected.xml", str(scenario),
+                         uas_extra=("-t", "t1"), trunk_transport="tcp:")
+    assert not any(run.counts.values()), run.counts
+    (record,) = run.records
+    assert (record.status, record.hangup_by, record.answer) == (caller_sees, "callee", None)
+    (final,) = [m for m in received(run.uac_log, "SIP/2.0 ") if int(m.split()[1]) >= 300]
+    assert final.startswith(f"SIP/2.0 {caller_sees} ")
+    (invite,) = _sent(run.uac_log, "INVITE ")
+    (ack,) = _sent(run.uac_log, "ACK ")
+    assert _branch(ack) == _branch(invite)
+    assert len(received(run.uas_log, "ACK ")) == 1
 
 
 @pytest_twisted.ensureDeferred
