@@ -335,6 +335,20 @@ async def test_callee_over_tcp(reactor, sipp, switch, peers, tmp_path):
     assert len(invites) == 6 and all("SIP/2.0/TCP" in (header(m, "Via") or "") for m in invites)
 
 
+@pytest_twisted.ensureDeferred
+async def test_maximum_call_length(reactor, sipp, switch, peers, tmp_path):
+    """With max_duration 2 s an answered call is ended by the switch with a BYE to each side."""
+    run = await run_flow(reactor, sipp, switch, peers, tmp_path, "uac_callee_bye.xml", "uas_answer.xml",
+                         settings="keepalive_interval: 0, max_duration: 2")
+    assert not any(run.counts.values()), run.counts
+    (record,) = run.records
+    assert record.status == 200 and record.hangup_by == "switch"
+    assert 1.9 <= record.duration <= 3.0
+    for log in (run.uac_log, run.uas_log):
+        (bye,) = received(log, "BYE ")
+        assert "Maximum call length" in (header(bye, "Reason") or "")
+
+
 async def run_silent_callee(reactor: Any, sipp: str, switch: Any, peers: Any, tmp_path: Path) -> Run:
     """A call whose callee stops answering the switch's keepalive OPTIONS (every 1 s)."""
     return await run_flow(reactor, sipp, switch, peers, tmp_path, "uac_callee_bye.xml",
