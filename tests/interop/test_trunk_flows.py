@@ -200,6 +200,17 @@ async def test_caller_cancels_while_ringing(reactor, sipp, switch, peers, tmp_pa
     assert [_branch(m) for m in acks] == [_branch(m) for m in invites] == [_branch(m) for m in cancels]
 
 
+@pytest_twisted.ensureDeferred
+async def test_caller_cancels_before_the_callee_answers_anything(reactor, sipp, switch, peers, tmp_path):
+    """A CANCEL that comes before the callee's first provisional reaches the callee after its 100."""
+    run = await run_flow(reactor, sipp, switch, peers, tmp_path, "uac_cancel_early.xml",
+                         "uas_trying_cancelled.xml", calls=3, idle_timeout=TIMER_D_IDLE)
+    assert not any(run.counts.values()), run.counts
+    assert [(r.status, r.hangup_by) for r in run.records] == [(487, "caller")] * 3
+    assert len(received(run.uas_log, "CANCEL ")) == 3
+    assert len(received(run.uac_log, "SIP/2.0 487")) == 3
+
+
 @pytest.mark.parametrize("uas_scenario", ["uas_race_answer_first.xml", "uas_race_cancel_first.xml"])
 @pytest_twisted.ensureDeferred
 async def test_cancel_crosses_the_answer(reactor, sipp, switch, peers, tmp_path, uas_scenario):
