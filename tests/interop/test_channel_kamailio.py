@@ -160,88 +160,100 @@ async def test_two_lines_one_failing(reactor, switch, upstream):
 
 # -- calls ---------------------------------------------------------------------------------------
 
+OFFICE_PASSWORD = "secret1"
 
-async def register_phone(sipp: str, peers: Any, kamailio: Kamailio, user: str, port: int) -> None:
-    """A SIPp phone registers `user` at Kamailio from `port` and exits."""
-    args = sipp_args(sipp, "channel_register.xml", port, kamailio.port, "-s", user, "-au", user,
-                     "-ap", PASSWORD, "-m", "1", "-timeout", "10s", "-timeout_error")
+
+def office_config(routes: str) -> str:
+    """The switch side: a registrar with extension 1001 (MD5 only: SIPp answers only
+    the first challenge), and the route table."""
+    return (
+        "  - type: registrar\n"
+        f"    users: {{'1001': {{password: {OFFICE_PASSWORD}}}}}\n"
+        "    algorithms: [MD5]\n"
+        # Workaround: the registrar's callout matches To's host, and a call in on
+        # the line keeps To in the carrier's domain, so the carrier's domain is an
+        # alias here; then INVITEs from the carrier's users must not be challenged
+        # as ours, hence challenge_unknown: false. (Reported with issue 6.)
+        f"    aliases: [{DOMAIN}]\n"
+        "    challenge_unknown: false\n"
+        "routes:\n" + routes
+    )
+
+
+async def register_phone(
+    sipp: str, peers: Any, port: int, target: int, user: str, domain: str, password: str
+) -> None:
+    """A SIPp phone registers `user` at `target` from `port` and exits."""
+    args = sipp_args(sipp, "channel_register.xml", port, target, "-s", user, "-key", "domain", domain,
+                     "-au", user, "-ap", password, "-m", "1", "-timeout", "10s", "-timeout_error")
     phone = peers.start(args, deadline=20)
     assert await phone.wait() == 0, phone.output
 
 
+def answer_args(sipp: str, port: int, user: str) -> list[str]:
+    return sipp_args(sipp, "channel_phone_answer.xml", port, None, "-s", user, "-m", "1", "-trace_msg")
+
+
+def call_args(sipp: str, target: int, caller: str, callee: str, domain: str, password: str) -> list[str]:
+    return sipp_args(sipp, "channel_phone_call.xml", free_port(), target, "-s", callee,
+                     "-key", "caller", caller, "-key", "domain", domain, "-au", caller, "-ap", password,
+                     "-m", "1", "-timeout", "20s", "-timeout_error", "-trace_msg")
+
+
 @pytest_twisted.ensureDeferred
-async def test_call_in_from_the_upstream_reaches_the_switch_side(reactor, sipp, switch, upstream, peers):
+async def test_call_in_from_the_upstream_reaches_a_registered_phone(reactor, sipp, switch, upstream, peers):
     """Phone 3001 at Kamailio calls the line's number; Kamailio sends it to the
     switch's registered Contact; the route ``* 2005 → 2005 1001`` takes it to
-    extension 1001 (a SIPp UAS behind a trunk), and it is answered and hung up."""
+    extension 1001, a SIPp phone registered at the switch's registrar, which
+    answers; the caller hangs up."""
     kamailio = await upstream()
-    uas_port = free_port()
-    trunk = (
-        "  - type: trunk\n"
-        "    name: office\n"
-        f"    address: {LOOPBACK}:{uas_port}\n"
-        "    numbers: ['1001']\n"
-        "routes:\n"
-        f"  - {{in_from: '*', in_to: '{NUMBER}', out_from: '{NUMBER}', out_to: '1001'}}\n"
-    )
-    service = await switch("calls: {keepalive_interval: 0}\n" + line_config(kamailio, extra=trunk))
+    routes = f"  - {{in_from: '*', in_to: '{NUMBER}', out_from: '{NUMBER}', out_to: '1001'}}\n"
+    config = "calls: {keepalive_interval: 0}\n" + line_config(kamailio, extra=office_config(routes))
+    service = await switch(config)
     line = channel_of(service)
     await wait_state(reactor, line, "registered", 10)
-    await register_phone(sipp, peers, kamailio, "3001", free_port())
+    office_port = free_port()
+    await register_phone(sipp, peers, office_port, service.port, "1001", LOOPBACK, OFFICE_PASSWORD)
+    await register_phone(sipp, peers, free_port(), kamailio.port, "3001", DOMAIN, PASSWORD)
 
-    uas = peers.start(sipp_args(sipp, "uas", uas_port, None, "-m", "1"), deadline=30)
-    phone = peers.start(
-        sipp_args(sipp, "channel_phone_call.xml", free_port(), kamailio.port, "-s", NUMBER, "-au", "3001",
-                  "-ap", PASSWORD, "-m", "1", "-timeout", "20s", "-timeout_error"),
-        deadline=30,
-    )
-    assert await phone.wait() == 0, phone.output + kamailio.log()[-3000:]
-    assert await uas.wait() == 0, uas.output
+    callee = peers.start(answer_args(sipp, office_port, "1001"), deadline=30)
+    caller = peers.start(call_args(sipp, kamailio.port, "3001", NUMBER, DOMAIN, PASSWORD), deadline=30)
+    assert await caller.wait() == 0, caller.output + kamailio.log()[-3000:]
+    assert await callee.wait() == 0, callee.output
     assert line.counters.calls_in == 1
     # The switch's 200 carried Kamailio's Record-Route back, so the phone's BYE
     # came through Kamailio with a Route (the ACK of the 407 has none, rightly).
     byes = kamailio.lines("IN-DIALOG BYE")
     assert byes and all("route <null>" not in line for line in byes), byes
-    counts = await wait_idle(reactor, service.engine)
-    assert not any(counts.values()), counts
-    record = service.engine.records[-1]
-    assert record.status == 200
+    counts = await wait_idle(reactor, service.engine, timeout=5)
+    assert counts["calls"] == counts["legs"] == counts["dialogs"] == 0, counts
+    assert service.engine.records[-1].status == 200
 
 
 @pytest_twisted.ensureDeferred
 async def test_call_out_through_the_line_answers_the_407(reactor, sipp, switch, upstream, peers):
-    """A phone on the switch's side calls 3002; the route puts the line's number in
-    From, the line carries it to Kamailio, answers Kamailio's 407 on the INVITE, and
-    phone 3002 registered at Kamailio answers."""
+    """Extension 1001 (registered at the switch) calls 3002; the route puts the
+    line's number in From; the line carries the call to Kamailio in its domain,
+    answers Kamailio's 407 on the INVITE, and phone 3002 registered at Kamailio
+    answers; ACK and BYE follow Kamailio's Record-Route."""
     kamailio = await upstream()
-    office_port = free_port()
-    trunk = (
-        "  - type: trunk\n"
-        "    name: office\n"
-        f"    address: {LOOPBACK}:{office_port}\n"
-        "    numbers: ['1001']\n"
-        "routes:\n"
-        f"  - {{in_from: '*', in_to: '3002', out_from: '{NUMBER}'}}\n"
-    )
-    service = await switch("calls: {keepalive_interval: 0}\n" + line_config(kamailio, extra=trunk))
+    routes = f"  - {{in_from: '*', in_to: '3002', out_from: '{NUMBER}'}}\n"
+    config = "calls: {keepalive_interval: 0}\n" + line_config(kamailio, extra=office_config(routes))
+    service = await switch(config)
     line = channel_of(service)
     await wait_state(reactor, line, "registered", 10)
     phone_port = free_port()
-    await register_phone(sipp, peers, kamailio, "3002", phone_port)
+    await register_phone(sipp, peers, phone_port, kamailio.port, "3002", DOMAIN, PASSWORD)
 
-    callee = peers.start(
-        sipp_args(sipp, "channel_phone_answer.xml", phone_port, None, "-s", "3002", "-m", "1"), deadline=30
-    )
+    callee = peers.start(answer_args(sipp, phone_port, "3002"), deadline=30)
     caller = peers.start(
-        sipp_args(sipp, "uac", office_port, service.port, "-s", "3002", "-m", "1",
-                  "-timeout", "20s", "-timeout_error"),
-        deadline=30,
+        call_args(sipp, service.port, "1001", "3002", LOOPBACK, OFFICE_PASSWORD), deadline=30
     )
     assert await caller.wait() == 0, caller.output + kamailio.log()[-3000:]
     assert await callee.wait() == 0, callee.output
     invites = kamailio.lines("CHALLENGE INVITE")
-    assert len(invites) == 1 and f"sip:{NUMBER}@{DOMAIN}" in invites[0]
-    accepted = kamailio.lines("INVITE sip:")
+    assert len(invites) == 1 and f"sip:{NUMBER}@{DOMAIN} -> sip:3002@{DOMAIN}" in invites[0]
+    accepted = kamailio.lines("accepted")
     assert any(f"sip:{NUMBER}@{DOMAIN} -> sip:3002@{DOMAIN} accepted" in a for a in accepted), accepted
     # ACK and BYE followed the route set Kamailio recorded (§12.2.1.1).
     in_dialog = kamailio.lines("IN-DIALOG")
