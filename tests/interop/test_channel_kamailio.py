@@ -17,7 +17,7 @@ from twisted.internet import task
 
 from tests.interop.conftest import sipp_args, wait_idle
 from tests.interop.kamailio_upstream import DOMAIN, PASSWORD, Kamailio
-from tests.support import LOOPBACK, free_port, require_program
+from tests.support import LOOPBACK, Switch, free_port, require_program
 
 pytestmark = pytest.mark.interop
 
@@ -99,6 +99,29 @@ async def test_registers_refreshes_and_survives_a_restart(reactor, switch, upstr
     await kamailio.wait_for(lambda: kamailio.registrations()[-1]["expires"] == "0", 5, "the unregister")
     unregister = kamailio.registrations()[-1]
     assert unregister["expires"] == "0" and line.state == "unregistered"
+
+
+@pytest_twisted.ensureDeferred
+async def test_real_switch_process_unregisters_on_sigterm(reactor, upstream, tmp_path):
+    """The real `twistd -n phpvoip` with a ``type: channel`` config registers the
+    line at Kamailio, and on SIGTERM unregisters it (Expires 0) before it exits."""
+    kamailio = await upstream("WITH_SHA256")
+    port = free_port()
+    workdir = tmp_path / "switch"
+    workdir.mkdir()
+    process = Switch(workdir, Switch.config_for(port, line_config(kamailio)), port)
+    try:
+        process.start()  # bounded; Kamailio runs on by itself meanwhile
+        await kamailio.wait_for(lambda: kamailio.registrations(), 10, "the switch's registration")
+        process.stop()
+        await kamailio.wait_for(
+            lambda: kamailio.registrations()[-1]["expires"] == "0", 5, "the unregister at shutdown"
+        )
+    finally:
+        process.stop()
+    first, last = kamailio.registrations()[0], kamailio.registrations()[-1]
+    assert first["contact"] == f"<sip:{NUMBER}@{LOOPBACK}:{port}>"
+    assert last["callid"] == first["callid"] and int(last["cseq"]) > int(first["cseq"])
 
 
 @pytest.mark.parametrize("defines", [(), ("WITH_NOQOP",)], ids=["md5-qop", "md5-no-qop"])
