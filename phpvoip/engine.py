@@ -52,7 +52,7 @@ from phpvoip.sip.headers import NameAddr, Via
 from phpvoip.sip.message import Request, Response
 from phpvoip.sip.timers import Timers
 from phpvoip.sip.transaction import ServerTransaction, TransactionLayer, new_branch
-from phpvoip.sip.uas import check_request, request_tag
+from phpvoip.sip.uas import accepts, check_request, request_tag
 
 __all__ = ["ALLOWED_METHODS", "Engine"]
 
@@ -287,6 +287,11 @@ class Engine:
         call = IncomingCall(invite, transaction.source, transaction, invite.call_id)
         if _same_party(invite):
             self._refuse(call, 400, "From and To are the same")
+            return
+        if not accepts(invite, "application/sdp"):
+            # RFC 4475 §3.3.15: our answer would carry SDP, which the caller
+            # says it cannot take.
+            self._refuse(call, 406, None, (("Accept", "application/sdp"),))
             return
         self._ringing[transaction] = call
         self._run_call(call)

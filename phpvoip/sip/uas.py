@@ -21,6 +21,7 @@ __all__ = [
     "KNOWN_METHODS",
     "METHOD_ORDER",
     "SCHEMES",
+    "accepts",
     "allow_value",
     "check_request",
     "error_response",
@@ -147,6 +148,22 @@ def check_request(
     if not local and request.max_forwards == 0:
         return request.response(483, None, tag)
     return None
+
+
+def accepts(request: Request, media_type: str) -> bool:
+    """Whether a response body of `media_type` is acceptable to the sender of
+    `request` (§20.1: no Accept header means application/sdp for INVITE;
+    ``type/*`` and ``*/*`` ranges count, RFC 2616 §14.1). An empty Accept
+    accepts no body at all."""
+    if not request.has("Accept"):
+        return True
+    wanted = media_type.lower()
+    family = wanted.split("/", 1)[0] + "/*"
+    for value in request.get_all("Accept"):
+        item = value.split(";", 1)[0].strip().lower()
+        if item in (wanted, family, "*/*"):
+            return True
+    return False
 
 
 def is_local_uri(uri: URI, hosts: Iterable[str]) -> bool:

@@ -313,3 +313,15 @@ def test_robot_places_a_call_through_the_engine():
     clock.advance(3)
     assert [m.method for m in requests(transport.take(), BACKEND)] == ["BYE"]
     assert engine.records[-1].inbound_module == "robot"
+
+
+def test_invite_refusing_sdp_gets_406():
+    """An INVITE whose Accept excludes SDP gets 406 (RFC 4475 §3.3.15, sdp01)."""
+    engine, transport, clock = make_engine(trunk())
+    data = invite().replace(b"Max-Forwards: 70\r\n", b"Max-Forwards: 70\r\nAccept: text/nobodyKnowsThis\r\n")
+    deliver(engine, data)
+    sent = responses(transport.take(), PHONE)
+    assert [r.status for r in sent] == [100, 406]
+    assert sent[1].get("Accept") == "application/sdp"
+    deliver(engine, invite().replace(b"Max-Forwards: 70\r\n", b"Max-Forwards: 70\r\nAccept: application/*\r\n"))
+    assert [r.status for r in responses(transport.take(), PHONE)] == [100]
