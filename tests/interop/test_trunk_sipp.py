@@ -6,6 +6,7 @@ import pytest
 import pytest_twisted
 
 from tests.interop.conftest import sipp_args, wait_idle
+from tests.interop.test_trunk_flows import wait_bound
 from tests.support import free_port
 
 pytestmark = pytest.mark.interop
@@ -29,6 +30,7 @@ async def test_200_calls_in_a_row(reactor, sipp, switch, peers):
     uas_port = free_port()
     service = await switch(trunk_config(uas_port))
     uas = peers.start(sipp_args(sipp, "uas", uas_port, None, "-m", "200"), deadline=90)
+    await wait_bound(reactor, uas, uas_port)
     uac = peers.start(
         sipp_args(sipp, "uac", free_port(), service.port, "-s", "2005", "-m", "200", "-r", "50", "-l", "20"),
         deadline=90,
@@ -40,3 +42,5 @@ async def test_200_calls_in_a_row(reactor, sipp, switch, peers):
     records = list(service.engine.records)
     assert len(records) == 200
     assert all(r.status == 200 and r.answer is not None for r in records)
+    assert all(r.hangup_by == "caller" and r.end is not None for r in records)
+    assert len({r.call_id for r in records}) == 200
