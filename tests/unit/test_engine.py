@@ -323,5 +323,6 @@ def test_invite_refusing_sdp_gets_406():
     sent = responses(transport.take(), PHONE)
     assert [r.status for r in sent] == [100, 406]
     assert sent[1].get("Accept") == "application/sdp"
-    deliver(engine, invite().replace(b"Max-Forwards: 70\r\n", b"Max-Forwards: 70\r\nAccept: application/*\r\n"))
+    ranged = invite().replace(b"Max-Forwards: 70\r\n", b"Max-Forwards: 70\r\nAccept: application/*\r\n")
+    deliver(engine, ranged)
     assert [r.status for r in responses(transport.take(), PHONE)] == [100]
