@@ -36,11 +36,6 @@ from tests.support import LOOPBACK, Switch
 pytestmark = pytest.mark.interop
 
 CORPUS = folder()
-# What a switch that knows nothing of Accept answers to sdp01: see the xfail below.
-_SDP01_REASON = (
-    "switch bug: an INVITE whose Accept excludes application/sdp (RFC 4475 §3.3.15, sdp01) "
-    "gets 403 from the engine; nothing checks Accept, so 406 (or 400) never comes"
-)
 _LWS = r"(?:[ \t]|\r\n[ \t])*"
 # The first Via (or v) header line up to the end of its sent-by, folding allowed.
 _TOP_VIA = re.compile(
@@ -125,11 +120,7 @@ def exchange(switch: Switch, data: bytes) -> tuple[list[Arrival], bool, Probe]:
     return answers, alive, probe
 
 
-_SDP01 = pytest.mark.xfail(strict=True, reason=_SDP01_REASON)
-CASE_PARAMS = [pytest.param(name, marks=_SDP01) if name == "sdp01" else name for name in sorted(CASES)]
-
-
-@pytest.mark.parametrize("name", CASE_PARAMS)
+@pytest.mark.parametrize("name", sorted(CASES))
 def test_torture_message_gets_rfc4475_answer(switch: Switch, name: str) -> None:
     """The message gets one answer RFC 4475 allows (or none where it says drop), a
     well-formed one echoing our Via, and the switch answers OPTIONS afterwards."""
