@@ -234,10 +234,13 @@ def test_default_config_process_answers_on_5060(tmp_path: Path) -> None:
     shutil.copy(ROOT / "etc" / "phpvoip.yaml", tmp_path / "etc" / "phpvoip.yaml")
     process = launch([], tmp_path, tmp_path / "out.log")
     try:
-        assert wait_answering(process, 5060), (tmp_path / "out.log").read_text(errors="replace")
+        answering = wait_answering(process, 5060)
     finally:
         code = stop(process)
     log = (tmp_path / "out.log").read_text(errors="replace")
+    if not answering and "Address already in use" in log:
+        pytest.skip("something else took 127.0.0.1:5060 while the switch was starting")
+    assert answering, log
     assert "etc/phpvoip.yaml" in log
     assert code in CLEAN_EXIT, log
 
