@@ -311,6 +311,18 @@ async def test_reinvite_relayed(reactor, sipp, switch, peers, tmp_path):
 
 
 @pytest_twisted.ensureDeferred
+async def test_reinvite_from_the_callee_relayed(reactor, sipp, switch, peers, tmp_path):
+    """A callee's re-INVITE reaches the caller with its SDP; the caller's 200 + SDP goes back and is ACKed."""
+    run = await run_flow(reactor, sipp, switch, peers, tmp_path, "uac_reinvited.xml", "uas_reinvite_back.xml",
+                         calls=2)
+    assert not any(run.counts.values()), run.counts
+    assert [(r.status, r.hangup_by) for r in run.records] == [(200, "callee")] * 2
+    reinvites = received(run.uac_log, "INVITE ")
+    assert len(reinvites) == 2 and all("s=uas-offer-2" in m for m in reinvites)
+    assert len(received(run.uac_log, "ACK ")) == 2
+
+
+@pytest_twisted.ensureDeferred
 async def test_info_and_update_relayed(reactor, sipp, switch, peers, tmp_path):
     """INFO from the caller and UPDATE + SDP from the callee cross the switch with their answers."""
     run = await run_flow(reactor, sipp, switch, peers, tmp_path, "uac_info_update.xml", "uas_info_update.xml",
