@@ -147,7 +147,7 @@ def received(log: Path, start_line: str) -> list[str]:
     return _messages(log, r"message received \[\d+\] bytes :", start_line)
 
 
-def _sent(log: Path, start_line: str) -> list[str]:
+def sent(log: Path, start_line: str) -> list[str]:
     """The messages a SIPp peer sent whose first line starts with `start_line`,
     retransmissions left out."""
     return _messages(log, r"message sent \(\d+ bytes\):", start_line)
@@ -168,6 +168,19 @@ def header(message: str, name: str) -> str | None:
     """The first value of a header in a message as SIPp logged it."""
     match = re.search(rf"^{re.escape(name)}\s*:\s*(.*?)\s*$", message, flags=re.M | re.I)
     return match.group(1) if match else None
+
+
+def _tag(value: str | None) -> str:
+    """The tag parameter of a From or To value."""
+    match = re.search(r";\s*tag=([^;,\s]+)", value or "")
+    return match.group(1) if match else ""
+
+
+def _branch(message: str) -> str:
+    """The branch of a message's top Via."""
+    via = header(message, "Via") or ""
+    match = re.search(r";\s*branch=([^;,\s]+)", via)
+    return match.group(1) if match else ""
 
 
 @pytest_twisted.ensureDeferred
@@ -197,7 +210,7 @@ async def test_caller_cancels_while_ringing(reactor, sipp, switch, peers, tmp_pa
     assert len(cancels) == 3
     # The 487's ACK reached the callee on the INVITE's own branch (RFC 3261 §17.1.1.3).
     invites, acks = received(run.uas_log, "INVITE "), received(run.uas_log, "ACK ")
-    assert [_branch(m) for m in acks] == [_branch(m) for m in invites] == [_branch(m) for m in cancels]
+    assert sorted(map(_branch, acks)) == sorted(map(_branch, invites)) == sorted(map(_branch, cancels))
 
 
 @pytest_twisted.ensureDeferred
@@ -223,9 +236,9 @@ async def test_cancel_crosses_the_answer(reactor, sipp, switch, peers, tmp_path,
         assert record.status == 487 and record.answer is None
         assert record.hangup_by == "caller"
     # The BYE ends the dialog the unwanted 200 made: its To carries the callee's tag.
-    answers = [m for m in _sent(run.uas_log, "SIP/2.0 200") if (header(m, "CSeq") or "").endswith("INVITE")]
+    answers = [m for m in sent(run.uas_log, "SIP/2.0 200") if (header(m, "CSeq") or "").endswith("INVITE")]
     byes = received(run.uas_log, "BYE ")
-    assert [_tag(header(m, "To")) for m in byes] == [_tag(header(m, "To")) for m in answers]
+    assert sorted(_tag(header(m, "To")) for m in byes) == sorted(_tag(header(m, "To")) for m in answers)
     assert len(byes) == 3
     # The caller never saw that 200: its only 200s answer its CANCELs.
     assert all((header(m, "CSeq") or "").endswith("CANCEL") for m in received(run.uac_log, "SIP/2.0 200"))
@@ -268,8 +281,8 @@ async def test_callee_failure_mapped(reactor, sipp, switch, peers, tmp_path, sta
     assert (record.status, record.hangup_by, record.answer) == (caller_sees, "callee", None)
     (final,) = [m for m in received(run.uac_log, "SIP/2.0 ") if int(m.split()[1]) >= 300]
     assert final.startswith(f"SIP/2.0 {caller_sees} ")
-    (invite,) = _sent(run.uac_log, "INVITE ")
-    (ack,) = _sent(run.uac_log, "ACK ")
+    (invite,) = sent(run.uac_log, "INVITE ")
+    (ack,) = sent(run.uac_log, "ACK ")
     assert _branch(ack) == _branch(invite)
     assert len(received(run.uas_log, "ACK ")) == 1
 
@@ -286,7 +299,7 @@ async def test_ring_timeout(reactor, sipp, switch, peers, tmp_path):
     assert record.hangup_by == "switch"
     assert 1.9 <= record.end - record.start <= 3.0
     assert reactor.seconds() - start >= 2.0
-    (cancel,) = received(run.uas_log, "CANCEL ")
+    assert len(received(run.uas_log, "CANCEL ")) == 1
     assert len(received(run.uas_log, "ACK ")) == 1
 
 
@@ -402,14 +415,3 @@ async def test_keepalive_unanswered_sends_bye_to_the_callee(reactor, sipp, switc
     run = await run_silent_callee(reactor, sipp, switch, peers, tmp_path)
     (to_callee,) = received(run.uas_log, "BYE ")
     assert "cause=408" in (header(to_callee, "Reason") or "")
-
-
-def _tag(value: str | None) -> str:
-    match = re.search(r";\s*tag=([^;,\s]+)", value or "")
-    return match.group(1) if match else ""
-
-
-def _branch(message: str) -> str:
-    via = header(message, "Via") or ""
-    match = re.search(r";\s*branch=([^;,\s]+)", via)
-    return match.group(1) if match else ""
