@@ -347,6 +347,7 @@ class Registration:
             # The registrar listed our contact with no time left: it did not bind us.
             self._error(response, "no time granted")
             return
+        was = self.state
         self._transition("ok")
         self.counters.registrations += 1
         self.failures = 0
@@ -356,9 +357,13 @@ class Registration:
         fraction = self.policy.refresh_fraction + self.policy.refresh_jitter * (2 * self.random() - 1)
         delay = max(granted * fraction, min(1.0, granted / 2))
         self._wait(delay, "refresh")
-        log.debug(
-            "line {line}: registered for {granted}s, refresh in {delay:.1f}s",
+        # Info when the line comes up, debug for each routine refresh.
+        emit = log.info if was == S.REGISTERING else log.debug
+        emit(
+            "line {line}: {aor} registered at {server} for {granted}s, refresh in {delay:.1f}s",
             line=self.name,
+            aor=str(self.aor),
+            server=str(self.server),
             granted=granted,
             delay=delay,
         )

@@ -508,3 +508,13 @@ def test_snapshot_reports_state_and_times():
     assert snap["expires_in"] == pytest.approx(90)
     assert snap["next_attempt_in"] == pytest.approx(50)
     assert "secret" not in repr(snap)
+
+
+def test_coming_up_logs_at_info_and_refreshes_at_debug(capture_log):
+    """The operator sees the line come up once; routine refreshes stay at debug."""
+    registration, engine, upstream = registered(expires=100)
+    for _ in range(3):
+        engine.clock.advance(61)
+        upstream.serve(engine)
+    registered_events = [e for e in capture_log if "registered at" in e.get("log_format", "")]
+    assert [e["log_level"].name for e in registered_events] == ["info", "debug", "debug", "debug"]
