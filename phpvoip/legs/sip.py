@@ -245,11 +245,17 @@ class _SipLeg:
         self._send(probe, answered)
 
     def _far_end_gone(self, response: Response) -> None:
+        """The far end did not answer a probe (408) or no longer knows the dialog
+        (481): the call is over. After a timeout it still gets a BYE with the
+        Reason, since a peer deaf only to our probes would otherwise keep the call."""
+        cause = Cause(408, "No answer to keepalive", "timeout")
         log.info("{leg} of call {callID}: far end gone ({status})", leg=self.id,
                  callID=self.dialog.call_id if self.dialog else "", status=response.status)
-        if self.dialog is not None:
+        if response.status == 408:
+            self._send_bye(cause)
+        elif self.dialog is not None:
             self.dialog.terminate()
-        self._ended_by_peer(Cause(408, "No answer to keepalive", "timeout"))
+        self._ended_by_peer(cause)
 
     def _no_ack(self) -> None:
         """Our 2xx was never ACKed (§13.3.1.4): end the dialog with a BYE."""

@@ -407,8 +407,6 @@ async def test_keepalive_unanswered_hangs_up_the_caller(reactor, sipp, switch, p
     assert "cause=408" in (header(to_caller, "Reason") or "")
 
 
-@pytest.mark.xfail(strict=True, reason="the switch ends the silent callee's dialog without a BYE "
-                   "(legs/sip.py _SipLeg._far_end_gone); issue 4 wants both legs hung up with a Reason")
 @pytest_twisted.ensureDeferred
 async def test_keepalive_unanswered_sends_bye_to_the_callee(reactor, sipp, switch, peers, tmp_path):
     """The callee that stopped answering OPTIONS also gets a BYE with Reason 408 (RFC 3261 §12.2.1.2)."""
