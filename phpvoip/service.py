@@ -11,6 +11,7 @@ from typing import Any
 
 from twisted.application import internet
 from twisted.application.service import MultiService
+from twisted.internet.error import CannotListenError
 from twisted.logger import ILogObserver, Logger
 from twisted.python.components import Componentized
 
@@ -50,6 +51,23 @@ class SwitchService(MultiService):
             if parent.getComponent(ILogObserver, None) is None:
                 parent.setComponent(ILogObserver, self.log_observer)
         super().setServiceParent(parent)
+
+    def privilegedStartService(self) -> None:
+        """Bind every listen address; one that cannot be bound ends the start-up
+        with a one-line message naming it (and releases those already bound)."""
+        started = []
+        for index, child in enumerate(self):
+            try:
+                child.privilegedStartService()
+            except CannotListenError as e:
+                for done in started:
+                    done.stopService()
+                listen = self.config.sip.listen[index]
+                reason = e.socketError.strerror if hasattr(e.socketError, "strerror") else e.socketError
+                message = f"{self.config.file}: sip.listen[{index}]: cannot bind {listen}: {reason}"
+                log.critical(message)
+                raise SystemExit(1) from None
+            started.append(child)
 
     def startService(self) -> None:
         super().startService()

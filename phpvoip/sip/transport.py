@@ -407,9 +407,16 @@ class _UDPService(Service):
         self.interface = interface
         self._listening: IListeningPort | None = None
 
+    def privilegedStartService(self) -> None:
+        # Bound here, like Twisted's TCPServer: before privileges are dropped, and
+        # before the reactor runs, so a port in use stops the start-up at once.
+        super().privilegedStartService()
+        self._listening = self.owner.listen_udp(self.port, self.interface)
+
     def startService(self) -> None:
         super().startService()
-        self._listening = self.owner.listen_udp(self.port, self.interface)
+        if self._listening is None:
+            self._listening = self.owner.listen_udp(self.port, self.interface)
 
     def stopService(self) -> Any:
         super().stopService()
