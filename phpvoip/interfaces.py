@@ -69,9 +69,14 @@ class Cause:
 
     @property
     def reason_header(self) -> str:
-        code = self.status if self.status is not None else 200
+        """The RFC 3326 Reason value: a SIP cause for a status, else Q.850 cause 16
+        (normal call clearing), which is what a plain hang-up is."""
         text = self.text.replace('"', "'")
-        return f'SIP;cause={code};text="{text}"' if text else f"SIP;cause={code}"
+        if self.status is None:
+            value = "Q.850;cause=16"
+        else:
+            value = f"SIP;cause={self.status}"
+        return f'{value};text="{text}"' if text else value
 
 
 NORMAL_CLEARING = Cause(None, "Normal call clearing")
