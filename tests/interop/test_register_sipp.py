@@ -172,3 +172,47 @@ async def _until(reactor: Any, condition: Any, timeout: float = 15.0) -> None:
     while not condition():
         assert reactor.seconds() < deadline, "condition not met in time"
         await task.deferLater(reactor, 0.05, lambda: None)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_call_forks_to_every_contact_and_cancels_the_losers(reactor, sipp, switch, peers, tmp_path):
+    """1002 is registered from two phones: a call rings both, the one that answers
+    wins, and the other is CANCELled (it answers 487 and gets its ACK)."""
+    service = await switch(registrar_config())
+    module = registrar_of(service)
+    scenarios = Path(__file__).parent / "scenarios"
+    phones = {}
+    for name, ooc in (("answers", "phone_answer.xml"), ("rings", "uas_cancelled.xml")):
+        phones[name] = peers.start(
+            sipp_args(
+                sipp, "phone_register_wait.xml", free_port(), service.port,
+                "-oocsf", str(scenarios / ooc),
+                "-s", "1002", "-au", "1002", "-ap", "secret2", "-key", "expires", "120",
+                "-d", "4000", "-m", "1", "-trace_logs", "-timeout", "30",
+            ),
+            deadline=40,
+        )  # fmt: skip
+    await _until(reactor, lambda: len(module.contacts("1002")) == 2)
+    caller_port = free_port()
+    await register(sipp, service, peers, tmp_path, "1001", "secret1", 120, caller_port)
+    call = peers.start(
+        sipp_args(
+            sipp, "phone_call.xml", caller_port, service.port,
+            "-s", "1002", "-key", "caller", "1001", "-au", "1001", "-ap", "secret1",
+            "-d", "300", "-m", "1", "-timeout", "20",
+        ),
+        deadline=30,
+    )  # fmt: skip
+    assert await call.wait() == 0, call.output
+    for name, phone in phones.items():
+        assert await phone.wait() == 0, (name, phone.output)
+    # SIPp notes each out-of-call INVITE it hands to -oocsf; anything else is a fault.
+    notes = "".join(p.read_text() for p in tmp_path.glob("phone_register_wait_*_errors.log"))
+    assert notes.count("using the out-of-call scenario") == 2
+    assert not re.search(r"Aborting|unexpected|Dead call|Timeout", notes), notes
+    [record] = list(service.engine.records)
+    assert record.status == 200 and record.callee == "1002"
+    # Calls, legs and dialogs are gone; the cancelled INVITE's client transaction
+    # still waits out Timer D (32 s on UDP), as RFC 3261 §17.1.1.2 wants.
+    counts = await wait_idle(reactor, service.engine, timeout=5.0)
+    assert counts["calls"] == counts["legs"] == counts["dialogs"] == 0, counts
