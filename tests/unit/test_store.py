@@ -256,3 +256,47 @@ async def _started(engine):
     module = Registrar("registrar", settings)
     await module.start(engine)
     return module, engine
+
+
+def test_users_command_adds_lists_and_removes(tmp_path, monkeypatch, capsys):
+    """`python -m phpvoip.store DB users add` keeps only HA1s; list and remove work."""
+    import io
+
+    from phpvoip.sip.digest import ha1
+    from phpvoip.store.__main__ import main
+
+    db = str(tmp_path / "var" / "users.db")
+    monkeypatch.setattr("sys.stdin", io.StringIO("s3cret\n"))
+    assert main([db, "users", "add", "3001", "--realm", "pbx.test", "--password-stdin"]) == 0
+    with sqlite3.connect(db) as conn:
+        row = conn.execute("SELECT username, ha1_md5, ha1_sha256 FROM users").fetchone()
+    assert row == ("3001", ha1("3001", "pbx.test", "s3cret"), ha1("3001", "pbx.test", "s3cret", "SHA-256"))
+    assert main([db, "users", "list"]) == 0
+    assert capsys.readouterr().out == "3001\n"
+    assert main([db, "users", "remove", "3001"]) == 0
+    assert main([db, "users", "remove", "3001"]) == 1
+    assert main([db, "bindings"]) == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_registrar_reads_users_added_to_the_sqlite_store(reactor, tmp_path, monkeypatch):
+    """Users added with the command are served by a registrar with users_from_store."""
+    import io
+
+    from phpvoip.config import Section
+    from phpvoip.modules.registrar import Registrar, parse_settings
+    from phpvoip.store.__main__ import main
+    from tests.unit.registrar_fakes import DOMAIN, FakeEngine, Phone
+
+    db = tmp_path / "users.db"
+    monkeypatch.setattr("sys.stdin", io.StringIO("pw4\n"))
+    assert main([str(db), "users", "add", "4001", "--realm", DOMAIN, "--password-stdin"]) == 0
+    store = SqliteStore(db, reactor)
+    try:
+        section = Section("t.yaml", "m", {"users_from_store": True, "algorithms": ["SHA-256"]})
+        settings = parse_settings(section)
+        module = Registrar("registrar", settings)
+        await module.start(FakeEngine(store=store))
+        assert Phone("4001", "pw4").register(module, ["<sip:4001@192.0.2.10>"]).status == 200
+    finally:
+        await store.close()
