@@ -44,9 +44,10 @@ class Binding:
     user_agent: str | None = None
 
     def remaining(self, now: float) -> int:
-        """Whole seconds left, never negative (for ``;expires=N`` in a 200)."""
+        """Whole seconds left (for ``;expires=N`` in a 200): rounded, at least 1
+        while the binding lives (0 would read as removed), 0 once lapsed."""
         left = self.expires_at - now
-        return int(left + 0.5) if left > 0 else 0
+        return max(1, int(left + 0.5)) if left > 0 else 0
 
     def __repr__(self) -> str:
         return f"<Binding {self.aor} {self.contact} until {self.expires_at:.0f}>"

@@ -65,6 +65,7 @@ def test_remaining_rounds_and_never_goes_negative():
     """remaining() gives whole seconds left, 0 once lapsed."""
     b = binding(expires_at=100.0)
     assert b.remaining(39.6) == 60 and b.remaining(100.0) == 0 and b.remaining(500.0) == 0
+    assert b.remaining(99.8) == 1
 
 
 def test_open_store_kinds(reactor, tmp_path):
