@@ -1,5 +1,7 @@
-"""The registrar's users: read from the config, a users file or the store, kept as
-HA1 hashes (RFC 7616 §3.4.2) so that no password stays in memory after start.
+"""The registrar's users: read from the config, a users file or the store, and kept
+by the registrar as HA1 hashes (RFC 7616 §3.4.2) only. Plain passwords from the
+config or a users file do stay in the parsed config's settings: give HA1s there
+(or use the store) to keep passwords out of the process entirely.
 
 Config shapes (`users:` and YAML users files)::
 
@@ -179,7 +181,7 @@ class UserDirectory:
     """User name → HA1 per algorithm for one realm; the `HA1Lookup` of
     `phpvoip.sip.digest.DigestServer.verify`.
 
-    Passwords are hashed when added and not kept. A user given only as one HA1
+    Passwords are hashed when added and not kept here. A user given only as one HA1
     can only answer challenges of that algorithm."""
 
     __slots__ = ("realm", "_users")
