@@ -177,12 +177,13 @@ async def _until(reactor: Any, condition: Any, timeout: float = 15.0) -> None:
 @pytest_twisted.ensureDeferred
 async def test_a_call_forks_to_every_contact_and_cancels_the_losers(reactor, sipp, switch, peers, tmp_path):
     """1002 is registered from two phones: a call rings both, the one that answers
-    wins, and the other is CANCELled (it answers 487 and gets its ACK)."""
+    wins, and the other is CANCELled with Reason cause=200 "Call completed
+    elsewhere" (it answers 487 and gets its ACK)."""
     service = await switch(registrar_config())
     module = registrar_of(service)
     scenarios = Path(__file__).parent / "scenarios"
     phones = {}
-    for name, ooc in (("answers", "phone_answer.xml"), ("rings", "uas_cancelled.xml")):
+    for name, ooc in (("answers", "phone_answer.xml"), ("rings", "phone_ring_cancelled.xml")):
         phones[name] = peers.start(
             sipp_args(
                 sipp, "phone_register_wait.xml", free_port(), service.port,
@@ -210,6 +211,9 @@ async def test_a_call_forks_to_every_contact_and_cancels_the_losers(reactor, sip
     notes = "".join(p.read_text() for p in tmp_path.glob("phone_register_wait_*_errors.log"))
     assert notes.count("using the out-of-call scenario") == 2
     assert not re.search(r"Aborting|unexpected|Dead call|Timeout", notes), notes
+    logs = logged(tmp_path, "phone_register_wait")
+    assert "ANSWERED sip:1002@" in logs
+    assert 'CANCELLED cause=200;text="Call completed elsewhere"' in logs, logs
     [record] = list(service.engine.records)
     assert record.status == 200 and record.callee == "1002"
     # Calls, legs and dialogs are gone; the cancelled INVITE's client transaction
