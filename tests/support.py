@@ -128,7 +128,8 @@ class Switch:
         raise RuntimeError(f"switch did not answer OPTIONS within {timeout}s:\n{self.log()}")
 
     def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None and options_ping(self.port) is not None
+        running = self.process is not None and self.process.poll() is None
+        return running and options_ping(self.port) is not None
 
     def stop(self, timeout: float = 10.0) -> int | None:
         process = self.process
