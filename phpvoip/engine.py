@@ -227,7 +227,8 @@ class Engine:
         if refusal is not None:
             transaction.respond(refusal)
             return
-        if request.to.tag is not None:
+        if request.to.tag is not None and method != "REGISTER":
+            # REGISTER never belongs to a dialog (§10.2); a To tag on it is noise.
             self._in_dialog(request, transaction)
         elif method == "INVITE":
             self._new_call(request, transaction)
@@ -382,23 +383,40 @@ class Engine:
     # -- asking modules ------------------------------------------------------------------------
 
     def _ask(self, method: str, *args: Any) -> defer.Deferred:
-        """Ask the modules in turn until one does not say `NotMine`; fires with
-        ``(answer, module name)``."""
+        """Ask the modules in turn until one takes what it is asked; fires with
+        ``(answer, module name)``. `NotMine` and non-final refusals pass to the
+        next module; if nobody takes it, the first non-final refusal is the
+        answer, else `NotMine`."""
         modules = iter(self.modules)
+        deferred_refusal: list[CallRejected] = []
 
-        def next_module(failure: Failure | None = None) -> Any:
-            if failure is not None:
-                failure.trap(NotMine)
+        def declined(failure: Failure) -> Any:
+            failure.trap(NotMine, CallRejected)
+            refusal = failure.value
+            if isinstance(refusal, CallRejected):
+                if refusal.final:
+                    return failure
+                deferred_refusal.append(refusal)
+            return next_module()
+
+        def next_module() -> Any:
             for module in modules:
                 try:
                     result = getattr(module, method)(*args)
                 except NotMine:
                     continue
+                except CallRejected as refusal:
+                    if refusal.final:
+                        return defer.fail()
+                    deferred_refusal.append(refusal)
+                    continue
                 except Exception:
                     return defer.fail()
                 if isinstance(result, defer.Deferred):
-                    return result.addCallback(lambda r, name=module.name: (r, name)).addErrback(next_module)
+                    return result.addCallback(lambda r, name=module.name: (r, name)).addErrback(declined)
                 return defer.succeed((result, module.name))
+            if deferred_refusal:
+                return defer.fail(deferred_refusal[0])
             return defer.fail(NotMine())
 
         return next_module()

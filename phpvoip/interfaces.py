@@ -44,16 +44,25 @@ class NotMine(Exception):
 class CallRejected(Exception):
     """A module takes the call but refuses it: answer the caller with `status`.
 
-    E.g. the registrar's 407 challenge, or 403 for a known user whose INVITE comes
-    from the wrong place. `headers` are extra ``(name, value)`` pairs for the answer."""
+    E.g. 403 for a known user whose credentials do not match, or the registrar's 407
+    challenge. `headers` are extra ``(name, value)`` pairs for the answer.
+
+    A refusal that is not `final` (a challenge) lets the engine ask the remaining
+    modules first: a module that knows the caller by its address (a trunk, a line)
+    takes the call without credentials; only when none does is this the answer."""
 
     def __init__(
-        self, status: int, reason: str | None = None, headers: tuple[tuple[str, str], ...] = ()
+        self,
+        status: int,
+        reason: str | None = None,
+        headers: tuple[tuple[str, str], ...] = (),
+        final: bool = True,
     ) -> None:
         super().__init__(f"{status} {reason or ''}".strip())
         self.status = status
         self.reason = reason
         self.headers = headers
+        self.final = final
 
 
 @dataclass(frozen=True, slots=True)

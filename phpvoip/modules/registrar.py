@@ -527,7 +527,10 @@ class Registrar:
         except _Refusal as refusal:
             response = refusal.response
             headers = tuple((n, v) for n, v in response.headers() if n == "Proxy-Authenticate")
-            raise CallRejected(response.status, response.reason, headers) from None
+            # A challenge is not the last word: a trunk or line that knows this
+            # source by its address may still take the call (see CallRejected).
+            final = response.status not in (401, 407)
+            raise CallRejected(response.status, response.reason, headers, final=final) from None
         if username != user:
             raise CallRejected(403, "Credentials Do Not Match From")
         return self.engine.inbound_leg(call)
@@ -536,7 +539,9 @@ class Registrar:
         """A call to one of our users: all its contacts ring at once; 480 when it
         has none."""
         callee = invite.to.uri
-        if not self.ready or not callee.user or not self.is_local(callee):
+        # The Request-URI names where the call was sent (us, e.g. via a line whose
+        # To stays in the carrier's domain); the router rewrote both users alike.
+        if not self.ready or not callee.user or not (self.is_local(invite.uri) or self.is_local(callee)):
             raise NotMine()
         assert self.users is not None and self.bindings is not None
         user = unescape(callee.user)

@@ -326,3 +326,28 @@ def test_invite_refusing_sdp_gets_406():
     ranged = invite().replace(b"Max-Forwards: 70\r\n", b"Max-Forwards: 70\r\nAccept: application/*\r\n")
     deliver(engine, ranged)
     assert [r.status for r in responses(transport.take(), PHONE)] == [100]
+
+
+class Challenges(Declines):
+    """A module that challenges every caller, softly (like the registrar's 407)."""
+
+    name, weight = "challenges", 100
+
+    def callin(self, call):
+        from phpvoip.interfaces import CallRejected
+
+        raise CallRejected(407, None, (("Proxy-Authenticate", 'Digest realm="x", nonce="n"'),), final=False)
+
+
+def test_challenge_yields_to_a_module_that_knows_the_source():
+    """A non-final 407 lets a later module (a trunk) take the call; alone it is the answer."""
+    engine, transport, clock = make_engine(Challenges(), trunk())
+    deliver(engine, invite())
+    sent = transport.take()
+    assert [r.status for r in responses(sent, PHONE)] == [100]
+    assert [m.method for m in requests(sent, BACKEND)] == ["INVITE"]
+    engine, transport, clock = make_engine(Challenges(), trunk(allow="10.0.0.1"))
+    deliver(engine, invite())
+    sent = responses(transport.take(), PHONE)
+    assert [r.status for r in sent] == [100, 407]
+    assert sent[1].get("Proxy-Authenticate").startswith("Digest")
