@@ -405,7 +405,7 @@ class OutboundLeg(_SipLeg):
         self, engine: Engine, template: Request, destination: Address, credentials: Any = None
     ) -> None:
         super().__init__(engine)
-        self.template = template
+        self.template: Request | None = template  # None once the leg has ended
         self.destination = destination
         self.credentials = credentials
         self.local_party = template.from_.copy()
@@ -423,6 +423,7 @@ class OutboundLeg(_SipLeg):
 
     def _build_invite(self, cseq: int, call_id: str, from_tag: str) -> Request:
         template = self.template
+        assert template is not None, "an ended leg builds no INVITE"
         local = self.engine.local_address(self.destination.transport)
         invite = Request("INVITE", template.uri.copy())
         via = Via(local.transport.upper(), local.host, local.port, {"branch": new_branch(), "rport": None})
@@ -548,7 +549,7 @@ class OutboundLeg(_SipLeg):
     def _answer_challenge(self, response: Response) -> bool:
         """Answer a 401/407 to our INVITE once, with the line's credentials."""
         credentials = self.credentials
-        if credentials is None or self._tried_auth or self._cancelled:
+        if credentials is None or self._tried_auth or self._cancelled or self.template is None:
             return False
         proxy = response.status == 407
         name = "proxy-authenticate" if proxy else "www-authenticate"
@@ -597,6 +598,9 @@ class OutboundLeg(_SipLeg):
         # timer would otherwise hold them for 64*T1.
         if self._uac is not None and not self._cancelled:
             self._uac.close()
+        # The INVITE transaction keeps this leg for 64*T1 (RFC 6026 Timer M) to
+        # ACK retransmitted 2xx; the module's template is not needed for that.
+        self.template = None
 
 
 # Headers a module's template may not impose on the INVITE a leg builds.

@@ -266,7 +266,10 @@ class TransactionLayer:
         tag = ack.to.tag
         for invite_tag in (tag, None):
             tx = self._servers.get(("INVITE", _match_key(ack, invite_tag)))
-            if tx is not None and (tx.to_tag == tag or tx.request.to.tag == tag):
+            if tx is None:
+                continue
+            request = tx.request  # None once Accepted: then to_tag says it all
+            if tx.to_tag == tag or (request is not None and request.to.tag == tag):
                 return tx
         return None
 

@@ -110,7 +110,7 @@ _NO_TRANSITIONS: dict[str, str] = {}
 class _Transaction:
     """Dispatch, timers and termination; subclasses bring the table and handlers."""
 
-    __slots__ = ("_layer", "_calls", "state", "request", "reliable", "branch")
+    __slots__ = ("_layer", "_calls", "state", "request", "reliable", "branch", "method", "call_id")
 
     # {state: {event: handler method name}}; the handler takes the event's argument.
     TABLE: ClassVar[dict[TransactionState, dict[str, str]]] = {}
@@ -118,7 +118,11 @@ class _Transaction:
     def __init__(self, layer: TransactionLayer, request: Request, address: Address) -> None:
         self._layer = layer
         self._calls: dict[str, IDelayedCall] = {}
-        self.request = request
+        # `request` becomes None once the machine only absorbs retransmissions
+        # (`_let_go`); method and Call-ID stay for logs and the layer's tables.
+        self.request: Request | None = request
+        self.method: str = request.method
+        self.call_id: str = request.call_id
         self.reliable = is_reliable(address)
         self.branch: str | None = request.top_via.branch if request.top_via is not None else None
         self.state = TransactionState.TERMINATED  # subclasses set the initial state
@@ -172,6 +176,13 @@ class _Transaction:
         else:
             self._arm(timer, delay)
 
+    def _let_go(self) -> None:
+        """Drop the request: the machine has entered a state where it only absorbs
+        retransmissions or waits for a timer, often for 64*T1. Every message still
+        reachable then is walked by each full garbage collection; at a few hundred
+        calls per second those walks paused the switch longer than T1."""
+        self.request = None
+
     def _absorb(self, arg: Any) -> None:
         """The event changes nothing in this state (a duplicate, a late message)."""
 
@@ -182,7 +193,7 @@ class _Transaction:
         self._layer.send_stateless(message, address)
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.request.method} {self.branch} {self.state.name}>"
+        return f"<{type(self).__name__} {self.method} {self.branch} {self.state.name}>"
 
 
 # A callback that receives every response a client transaction delivers.

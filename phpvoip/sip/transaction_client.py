@@ -84,6 +84,10 @@ def make_cancel(invite: Request) -> Request:
     return cancel
 
 
+def _nobody(response: Response) -> None:
+    """The `on_response` of a machine that will deliver nothing more."""
+
+
 class ClientTransaction(_Transaction):
     """What both client machines offer their user.
 
@@ -93,7 +97,7 @@ class ClientTransaction(_Transaction):
     error raised while sending, a CANCEL with nothing left to cancel).
     """
 
-    __slots__ = ("destination", "on_response", "method", "_interval")
+    __slots__ = ("destination", "on_response", "_interval")
 
     def __init__(
         self,
@@ -105,7 +109,6 @@ class ClientTransaction(_Transaction):
         super().__init__(layer, request, destination)
         self.destination = destination
         self.on_response = on_response
-        self.method = request.method
         self._interval = layer.timers.t1
         self.state = S.HELD
 
@@ -120,9 +123,9 @@ class ClientTransaction(_Transaction):
             branch=self.branch,
             method=self.method,
             status=status,
-            callID=self.request.call_id,
+            callID=self.call_id,
         )
-        self.on_response(local_response(self.request, status))
+        self.on_response(local_response(self.request, status))  # type: ignore[arg-type]
 
     def _timeout(self, arg: Any) -> None:
         self._fail(408)
@@ -369,4 +372,9 @@ class ClientNonInviteTransaction(ClientTransaction):
         self._disarm("E", "F")
         self.state = S.COMPLETED
         self._wait_then_terminate("K", self._layer.timers.t4)
-        self._deliver(response)
+        on_response = self.on_response
+        # Completed absorbs everything: nothing more goes up, so neither the
+        # request nor the user (and what it holds) need to live for timer K.
+        self._let_go()
+        self.on_response = _nobody
+        on_response(response)

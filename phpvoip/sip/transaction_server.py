@@ -39,7 +39,9 @@ class ServerTransaction(_Transaction):
 
     `request` and `source` are what arrived; `last_response` is what was sent last;
     `to_tag` the To tag of the responses sent so far (None before the first tagged
-    one). Set `on_failure` to hear of a failure after the request went up.
+    one). Set `on_failure` to hear of a failure after the request went up. Once a
+    2xx to INVITE or a final response to anything else has left, the machine only
+    resends or absorbs: `request` is dropped then (None).
     """
 
     __slots__ = ("source", "last_response", "to_tag", "on_failure", "key", "_interval")
@@ -85,7 +87,7 @@ class ServerTransaction(_Transaction):
             "server transaction {branch} failed: {reason}",
             branch=self.branch,
             reason=reason,
-            callID=self.request.call_id,
+            callID=self.call_id,
         )
         if self.on_failure is not None:
             self.on_failure(self, reason)
@@ -182,6 +184,9 @@ class ServerInviteTransaction(ServerTransaction):
         self._remember(response)
         self._arm("L", 64 * self._layer.timers.t1)
         self._send(response, self.source)
+        # Accepted absorbs INVITE retransmissions and passes ACKs up; only the
+        # 2xx stays, for a user that retransmits it through us (§13.3.1.4).
+        self._let_go()
 
     def _complete(self, response: Response) -> None:
         timers = self._layer.timers
@@ -275,6 +280,8 @@ class ServerNonInviteTransaction(ServerTransaction):
         self._remember(response)
         self._wait_then_terminate("J", 64 * self._layer.timers.t1)
         self._send(response, self.source)
+        # Completed only resends the final response.
+        self._let_go()
 
     def _discard(self, response: Response) -> None:
         log.debug(

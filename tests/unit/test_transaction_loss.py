@@ -277,7 +277,7 @@ def outcomes(caller: Caller, answerer: Answerer) -> Counter:
     for call_id, server in answerer.calls.items():
         tx = server.transaction
         assert tx.terminated, (call_id, tx)
-        if tx.request.method == "INVITE" and tx.last_response is not None and tx.last_response.status >= 300:
+        if tx.method == "INVITE" and tx.last_response is not None and tx.last_response.status >= 300:
             # Non-2xx to INVITE: the ACK came (Confirmed, then timer I) or timer H fired.
             seen["server non-2xx " + ("no ACK (timer H)" if server.failure == "timeout" else "ACKed")] += 1
             assert server.failure in (None, "timeout")
