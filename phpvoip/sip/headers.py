@@ -276,6 +276,8 @@ class NameAddr(LazyParams):
 
     @property
     def tag(self) -> str | None:
+        if self._params is not None:
+            return self._params.get("tag")
         return self.param("tag")
 
     @tag.setter
@@ -380,9 +382,21 @@ def _name_addr(m: re.Match[str], name_addr_only: bool) -> NameAddr:
 def parse_name_addr(text: str) -> NameAddr:
     """Parse one name-addr or addr-spec with its parameters (From, To, §20.20)."""
     m = _NAME_ADDR_FAST.match(text)
-    if m is not None:
-        return _name_addr_fast(m)
-    return _parse_name_addr_general(text)
+    if m is None:
+        return _parse_name_addr_general(text)
+    # _name_addr_fast(m), written out: this runs for every From and To
+    quoted, tokens, utext, ptext = m.groups()
+    value = NameAddr.__new__(NameAddr)
+    value._uri = None
+    value._utext = utext
+    value.display = quoted if quoted is not None else tokens
+    if ptext:
+        value._params = None
+        value._ptext = ptext
+    else:
+        value._params = {}
+        value._ptext = ""
+    return value
 
 
 def _parse_name_addr_general(text: str) -> NameAddr:
@@ -547,6 +561,8 @@ class Via(LazyParams):
 
     @property
     def branch(self) -> str | None:
+        if self._params is not None:
+            return self._params.get("branch")
         return self.param("branch")
 
     @property
@@ -660,7 +676,20 @@ def parse_via_list(value: str) -> list[Via]:
     m = _VIA_FAST.match(value)
     if m is not None:
         if m.end() == len(value):
-            return [_via_fast(m)]
+            # [_via_fast(m)], written out: this runs for every Via line
+            transport, host, port, ptext = m.groups()
+            via = Via.__new__(Via)
+            via.protocol = "SIP/2.0"
+            via.transport = transport if transport.isupper() else transport.upper()
+            via.host = host
+            via.port = None if port is None else int(port)
+            if ptext:
+                via._params = None
+                via._ptext = ptext
+            else:
+                via._params = {}
+                via._ptext = ""
+            return [via]
         items = _fast_list(m, value, _via_fast)
         if items is not None:
             return items

@@ -111,10 +111,14 @@ KNOWN_METHODS = frozenset(
 
 def _max_forwards(value: str) -> int:
     # Max-Forwards is 0-255 (§20.22)
-    return parse_int(value, "Max-Forwards", 255)
+    if len(value) < 4 and value.isdigit() and value.isascii() and int(value) < 256:
+        return int(value)
+    return parse_int(value, "Max-Forwards", 255)  # leading zeros, or the error
 
 
 def _content_length(value: str) -> int:
+    if len(value) < 10 and value.isdigit() and value.isascii():
+        return int(value)
     return parse_int(value, "Content-Length")
 
 
@@ -313,7 +317,9 @@ class Message:
     def top_via(self) -> Via | None:
         for field in self.fields:
             if field[0] == "via":
-                values = self._typed(field)
+                values = field[2]
+                if values.__class__ is str:
+                    values = self._typed(field)
                 if values:
                     return values[0]
         return None
@@ -334,7 +340,11 @@ class Message:
 
     @property
     def from_(self) -> NameAddr:
-        return self._single("from")
+        for field in self.fields:  # _single("from"), written out: read for every message
+            if field[0] == "from":
+                value = field[2]
+                return value if value.__class__ is not str else self._typed(field)
+        return None  # type: ignore[return-value]
 
     @from_.setter
     def from_(self, value: NameAddr) -> None:
@@ -342,7 +352,11 @@ class Message:
 
     @property
     def to(self) -> NameAddr:
-        return self._single("to")
+        for field in self.fields:  # _single("to"), written out: read for every message
+            if field[0] == "to":
+                value = field[2]
+                return value if value.__class__ is not str else self._typed(field)
+        return None  # type: ignore[return-value]
 
     @to.setter
     def to(self, value: NameAddr) -> None:
@@ -350,7 +364,10 @@ class Message:
 
     @property
     def call_id(self) -> str:
-        return self._single("call-id")
+        for field in self.fields:  # a Call-ID is text, checked when parsed
+            if field[0] == "call-id":
+                return field[2]  # type: ignore[no-any-return]
+        return None  # type: ignore[return-value]
 
     @call_id.setter
     def call_id(self, value: str) -> None:
@@ -358,7 +375,11 @@ class Message:
 
     @property
     def cseq(self) -> CSeq:
-        return self._single("cseq")
+        for field in self.fields:  # _single("cseq"), written out: read for every message
+            if field[0] == "cseq":
+                value = field[2]
+                return value if value.__class__ is not str else self._typed(field)
+        return None  # type: ignore[return-value]
 
     @cseq.setter
     def cseq(self, value: CSeq) -> None:
@@ -542,45 +563,46 @@ def parse(data: bytes) -> Request | Response:
     could be split into a name and a value, so a server can still answer.
     """
     try:
-        return _parse(data)
+        if data.__class__ is not bytes:
+            if not isinstance(data, (bytes, bytearray, memoryview)):
+                raise ParseError("not bytes")
+            data = bytes(data)
+        # §7.5: CRLFs before the start line are ignored (keepalives on streams).
+        start = 0
+        while data.startswith(b"\r\n", start):
+            start += 2
+        end = data.find(b"\r\n\r\n", start)
+        if end < 0:
+            _unterminated(data, start)
+        message, length = _parse_head(data[start:end])
+        if length is None:
+            message.body = data[end + 4 :]
+        else:
+            body_end = end + 4 + length
+            if body_end > len(data):
+                raise _fail(
+                    f"body shorter than Content-Length ({len(data) - end - 4} < {length})",
+                    data[start:end].decode("utf-8", "surrogateescape"),
+                )
+            message.body = data[end + 4 : body_end]
+        return message
     except ParseError:
         raise
     except Exception as e:  # a bug in a parser must still look like bad input
         raise ParseError(f"unparseable message ({e.__class__.__name__})") from e
 
 
-def _parse(data: bytes) -> Request | Response:
-    if data.__class__ is not bytes:
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise ParseError("not bytes")
-        data = bytes(data)
-    # §7.5: CRLFs before the start line are ignored (keepalives on streams).
-    start = 0
-    while data.startswith(b"\r\n", start):
-        start += 2
+def _unterminated(data: bytes, start: int) -> None:
+    """Raise for a message whose headers never end."""
     if start == len(data):
         raise ParseError("empty message")
-    end = data.find(b"\r\n\r\n", start)
-    if end < 0:
-        # Headers that never end: still read them, so that the reason names the
-        # first real fault (RFC 4475's baddn.dat is cut short this way).
-        raw = data[start:]
-        if raw.endswith(b"\r\n"):
-            raw = raw[:-2]
-        _parse_head(raw)
-        raise _fail("no empty line after the headers", raw.decode("utf-8", "surrogateescape"))
-    message, length = _parse_head(data[start:end])
-    if length is None:
-        message.body = data[end + 4 :]
-    else:
-        body_end = end + 4 + length
-        if body_end > len(data):
-            raise _fail(
-                f"body shorter than Content-Length ({len(data) - end - 4} < {length})",
-                data[start:end].decode("utf-8", "surrogateescape"),
-            )
-        message.body = data[end + 4 : body_end]
-    return message
+    # Still read the headers, so that the reason names the first real fault (RFC
+    # 4475's baddn.dat is cut short this way).
+    raw = data[start:]
+    if raw.endswith(b"\r\n"):
+        raw = raw[:-2]
+    _parse_head(raw)
+    raise _fail("no empty line after the headers", raw.decode("utf-8", "surrogateescape"))
 
 
 class _Folded(Exception):

@@ -95,6 +95,18 @@ def test_name_addr_tag_and_display_text() -> None:
     assert NameAddr(URI("sip", "u", "h"), "Token").display_text == "Token"
 
 
+def test_repeated_parameter_names() -> None:
+    """A repeated parameter name: the first counts, and the text is relayed as
+    received until the parameters are read as a dict."""
+    value = parse_name_addr("<sip:a@b;lr;lr=on>;tag=1;tag=2")
+    assert value.tag == "1" and value.uri.param("lr") is None
+    assert str(value) == "<sip:a@b;lr;lr=on>;tag=1;tag=2"
+    assert value.params == {"tag": "1"}
+    assert str(value) == "<sip:a@b;lr;lr=on>;tag=1"
+    assert value.uri.params == {"lr": None}
+    assert str(value) == "<sip:a@b;lr>;tag=1"
+
+
 def test_name_addr_uri_stays_text_until_read() -> None:
     """A parsed name-addr builds its URI when first read, and a copy does not share it."""
     value = parse_name_addr("<sip:a@b;transport=udp>;tag=1")
@@ -389,7 +401,8 @@ def test_fast_name_addr_agrees_with_the_general_parser(text: str) -> None:
     fast = _outcome(parse_name_addr, text)
     assert fast == _outcome(h._parse_name_addr_general, text)
     if fast is not ParseError:
-        assert str(fast) == str(h._parse_name_addr_general(text))
+        # (the printed forms may differ where a parameter name repeats: see
+        # test_repeated_parameter_names)
         assert parse_name_addr(str(fast)) == fast
 
 
@@ -411,4 +424,4 @@ def test_fast_via_agrees_with_the_general_parser(items: list[str], comma: str) -
     fast = _outcome(parse_via_list, text)
     assert fast == _outcome(h._via_list_general, text)
     if fast is not ParseError:
-        assert [str(v) for v in fast] == [str(v) for v in h._via_list_general(text)]  # type: ignore[attr-defined]
+        assert parse_via_list(", ".join(str(v) for v in fast)) == fast  # type: ignore[attr-defined]

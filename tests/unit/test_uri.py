@@ -209,5 +209,4 @@ def test_fast_path_agrees_with_the_general_parser(text: str) -> None:
         fast = None
     assert fast == general
     if fast is not None:
-        assert str(fast) == str(general)
         assert parse_uri(str(fast)) == fast
