@@ -15,12 +15,12 @@ from typing import Any
 
 import yaml
 
+from phpvoip.sip.address import Address
 from phpvoip.sip.timers import Timers
 
 __all__ = [
     "Config",
     "ConfigError",
-    "ListenAddress",
     "ModuleConfig",
     "Section",
     "CallSettings",
@@ -127,6 +127,28 @@ class Section:
                 raise ConfigError(self.file, f"{self.key(name)}[{i}]", f"must be a string, not {_kind(item)}")
         return [str(item) for item in value]
 
+    def peer_address(self, name: str) -> Address:
+        """A peer's transport address, ``[udp:|tcp:]IP[:PORT]`` (port 5060 by
+        default, IPv6 in brackets). Host names are refused: nothing is resolved."""
+        text = self.string(name)
+        transport = "udp"
+        if text[:4].lower() in ("udp:", "tcp:"):
+            transport, text = text[:3].lower(), text[4:]
+        if text.startswith("["):
+            host, _, rest = text[1:].partition("]")
+            port_text = rest[1:] if rest.startswith(":") else ("5060" if not rest else "x")
+        elif text.count(":") == 1:
+            host, port_text = text.split(":")
+        else:
+            host, port_text = text, "5060"
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise self.error(name, f"{host!r} is not an IP address (names are not resolved)") from None
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise self.error(name, f"{port_text!r} is not a port")
+        return Address(transport, host, int(port_text))
+
     def section(self, name: str, default: Any = _MISSING) -> Section:
         value = self.raw(name, {} if default is _MISSING else default)
         return Section(self.file, self.key(name), value)
@@ -153,23 +175,10 @@ def _kind(value: Any) -> str:
     )
 
 
-@dataclass(frozen=True)
-class ListenAddress:
-    """``udp:127.0.0.1:5060`` and friends."""
-
-    transport: str
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.transport}:{host}:{self.port}"
-
-
 _LISTEN = re.compile(r"(udp|tcp):(\[[0-9A-Fa-f:.]+\]|[0-9.]+):(\d{1,5})\Z", re.I)
 
 
-def parse_listen(section: Section, index: int, text: str) -> ListenAddress:
+def parse_listen(section: Section, index: int, text: str) -> Address:
     m = _LISTEN.match(text)
     if m is None:
         raise ConfigError(
@@ -185,12 +194,12 @@ def parse_listen(section: Section, index: int, text: str) -> ListenAddress:
         raise ConfigError(section.file, where, f"{host!r} is not an IP address") from None
     if not 0 <= port <= 65535:
         raise ConfigError(section.file, f"{section.key('listen')}[{index}]", f"port {port} is out of range")
-    return ListenAddress(transport, host, port)
+    return Address(transport, host, port)
 
 
 @dataclass(frozen=True)
 class SipSettings:
-    listen: list[ListenAddress]
+    listen: list[Address]
     domain: str
     timers: Timers
     max_message_size: int = 65535
@@ -312,7 +321,7 @@ def _sip_settings(section: Section) -> SipSettings:
     if not listen_texts:
         raise section.error("listen", "must name at least one address")
     listen = [parse_listen(section, i, text) for i, text in enumerate(listen_texts)]
-    seen: set[ListenAddress] = set()
+    seen: set[Address] = set()
     for i, address in enumerate(listen):
         if address in seen:
             raise ConfigError(section.file, f"{section.key('listen')}[{i}]", f"{address} is listed twice")

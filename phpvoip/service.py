@@ -21,7 +21,6 @@ from phpvoip import config as config_module
 from phpvoip.config import Config, ConfigError
 from phpvoip.engine import Engine
 from phpvoip.router import Router
-from phpvoip.sip.address import Address
 from phpvoip.sip.transport import SipTransport
 
 __all__ = ["SwitchService", "build_engine", "build_service"]
@@ -138,7 +137,7 @@ def _build_ports(config: Config, transport: SipTransport) -> list[Any]:
         if listen.transport == "udp":
             ports.append(transport.udp_service(listen.port, listen.host))
         else:
-            factory = transport.tcp_factory(Address("tcp", listen.host, listen.port))
+            factory = transport.tcp_factory(listen)
             ports.append(internet.TCPServer(listen.port, factory, interface=listen.host))
     return ports
 

@@ -70,31 +70,9 @@ class ChannelSettings:
         return URI("sip", self.user, self.domain)
 
 
-def _parse_server(section: Section, name: str) -> Address:
-    """``[udp:|tcp:]IP[:PORT]``; host names are refused (nothing is resolved)."""
-    text = section.string(name)
-    transport = "udp"
-    if text[:4].lower() in ("udp:", "tcp:"):
-        transport, text = text[:3].lower(), text[4:]
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port_text = rest[1:] if rest.startswith(":") else ("5060" if not rest else "x")
-    elif text.count(":") == 1:
-        host, port_text = text.split(":")
-    else:
-        host, port_text = text, "5060"
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        raise section.error(name, f"{host!r} is not an IP address (names are not resolved)") from None
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise section.error(name, f"{port_text!r} is not a port")
-    return Address(transport, host, int(port_text))
-
-
 def parse_settings(section: Section) -> ChannelSettings:
     """Validate a ``type: channel`` section (every error names its key)."""
-    server = _parse_server(section, "server")
+    server = section.peer_address("server")
     user_text = section.string("user")
     user, at, user_domain = user_text.partition("@")
     if not user or (at and not user_domain) or any(ch in user for ch in " \t;:<>,\"'"):

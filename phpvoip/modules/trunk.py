@@ -38,26 +38,8 @@ class TrunkSettings:
     weight: int = 50
 
 
-def _parse_address(section: Section, name: str) -> Address:
-    text = section.string(name)
-    transport = "udp"
-    if text[:4].lower() in ("udp:", "tcp:"):
-        transport, text = text[:3].lower(), text[4:]
-    host, sep, port_text = text.rpartition(":")
-    if not sep:
-        host, port_text = text, "5060"
-    host = host.strip("[]")
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        raise section.error(name, f"{host!r} is not an IP address (names are not resolved)") from None
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise section.error(name, f"{port_text!r} is not a port")
-    return Address(transport, host, int(port_text))
-
-
 def parse_settings(section: Section) -> TrunkSettings:
-    address = _parse_address(section, "address")
+    address = section.peer_address("address")
     allow = []
     for i, text in enumerate(section.strings("allow", [address.host])):
         try:
