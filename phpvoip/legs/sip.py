@@ -410,7 +410,8 @@ class OutboundLeg(_SipLeg):
         self.credentials = credentials
         self.local_party = template.from_.copy()
         self.remote_party = template.to.copy()
-        self.invite: Request | None = None
+        self.invite: Request | None = None  # our latest INVITE; None again once ended
+        self._invite_seq = 0  # its CSeq number, which its responses carry
         self.max_forwards = 70
         self._uac: UacDialogs | None = None
         self._tried_auth = False
@@ -455,6 +456,7 @@ class OutboundLeg(_SipLeg):
 
     def _send_invite(self, invite: Request) -> None:
         self.invite = invite
+        self._invite_seq = invite.cseq.seq
         if self._uac is not None:
             self._uac.close()
         self._uac = UacDialogs(invite, self.engine.clock, self.engine.timers, self.engine.send_direct)
@@ -464,7 +466,7 @@ class OutboundLeg(_SipLeg):
 
     def _on_response(self, response: Response) -> None:
         uac = self._uac
-        if uac is None or response.cseq.seq != self.invite.cseq.seq:  # type: ignore[union-attr]
+        if uac is None or response.cseq.seq != self._invite_seq:
             return
         status = response.status
         if status >= 300:
@@ -598,8 +600,11 @@ class OutboundLeg(_SipLeg):
         # timer would otherwise hold them for 64*T1.
         if self._uac is not None and not self._cancelled:
             self._uac.close()
-        # The INVITE transaction keeps this leg for 64*T1 (RFC 6026 Timer M) to
-        # ACK retransmitted 2xx; the module's template is not needed for that.
+            # The INVITE transaction keeps this leg for 64*T1 (RFC 6026 Timer M)
+            # only to ACK retransmitted 2xx, which needs the dialogs and their
+            # ACKs, not our INVITE. (A cancelled leg still ACKs and BYEs a 2xx
+            # that crossed its CANCEL, from the INVITE.)
+            self.invite = None
         self.template = None
 
 

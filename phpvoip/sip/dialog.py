@@ -173,7 +173,7 @@ class UacDialogs:
         send: Send | None = None,
         table: DialogTable | None = None,
     ) -> None:
-        self.request = request
+        self.request: Request | None = request
         self.completed = False
         self._clock = clock
         self._timers = timers
@@ -222,13 +222,16 @@ class UacDialogs:
 
     def close(self) -> None:
         """Give up on the request: end the early dialogs and drop the timer. The
-        confirmed dialogs are left to their owner."""
+        confirmed dialogs are left to their owner, who may keep this object for
+        their 2xx retransmissions; the request, which only made new dialogs, is
+        dropped (None)."""
         self.completed = True
         self._cancel_timer()
         self._end_early()
+        self.request = None
 
     def _create(self, response: Response) -> Dialog:
-        dialog = Dialog.uac(self.request, response, self._send)
+        dialog = Dialog.uac(self.request, response, self._send)  # type: ignore[arg-type]
         self._dialogs[response.to.tag] = dialog
         if self._table is not None:
             self._table.add(dialog)

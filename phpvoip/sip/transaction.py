@@ -27,6 +27,7 @@ from phpvoip.sip.transaction_base import (
     MAGIC_COOKIE,
     LocalResponse,
     ResponseCallback,
+    TimerQueue,
     TransactionState,
     TransactionStateError,
     is_local,
@@ -127,6 +128,7 @@ class TransactionLayer:
         self.user = user
         self.timers = timers
         self._send = send
+        self.timer_queue = TimerQueue(clock)
         # (branch, CSeq method) -> client transaction (§17.1.3)
         self._clients: dict[tuple[str, str], ClientTransaction] = {}
         # (method, match key) -> server transaction; ACK is looked up as INVITE

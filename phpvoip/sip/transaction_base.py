@@ -4,8 +4,9 @@ Each machine is one class whose transitions are a literal table, ``{state: {even
 handler name}}``, written out at the top of the class; `_Transaction._event` looks the
 pair up and raises `TransactionStateError` naming machine, state and event when the
 table has no entry (an event the machine cannot take in that state is a bug, not
-something to ignore silently). Timers are `IReactorTime.callLater` calls named after
-the RFC's letters; a firing timer is just another event (``timer_A`` ...).
+something to ignore silently). Timers are named after the RFC's letters and kept by the
+layer's `TimerQueue` on one reactor timer; a firing timer is just another event
+(``timer_A`` ...).
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from enum import Enum
+from heapq import heapify, heappop, heappush
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from phpvoip.sip.address import Address
 from phpvoip.sip.errors import LocalProtocolError
@@ -28,6 +30,7 @@ __all__ = [
     "MAGIC_COOKIE",
     "TRYING_DELAY",
     "LocalResponse",
+    "TimerQueue",
     "TransactionState",
     "TransactionStateError",
     "is_local",
@@ -106,6 +109,108 @@ def is_reliable(address: Address) -> bool:
 
 _NO_TRANSITIONS: dict[str, str] = {}
 
+# A timer of the queue: [deadline, sequence number, transaction or None once
+# cancelled or fired, timer name]. A list, so that cancelling is one store.
+_Entry = list
+
+
+class TimerQueue:
+    """All the RFC timers of one transaction layer, on a single reactor timer.
+
+    Why: a `callLater` is a DelayedCall with its own dict, arguments and three
+    bound methods, and it stays in the reactor's heap until its time even when
+    cancelled. Every call through the switch starts about nine transaction timers,
+    three of which run for 64*T1; at a few hundred calls per second that is tens
+    of thousands of live objects, every one walked by each full garbage collection
+    (which then paused the switch past T1) and compared in Python by the reactor's
+    heap. Here a timer is one small list in a heap of our own, and the reactor
+    holds one call, for the earliest deadline.
+
+    Cancelling marks the entry dead; dead entries leave when they reach the top,
+    or all at once when they outnumber the live ones. When nothing is left the
+    reactor call is cancelled too, so an idle layer leaves no delayed call behind.
+    """
+
+    __slots__ = ("_clock", "_heap", "_seq", "_call", "_live", "_dead", "_firing")
+
+    def __init__(self, clock: IReactorTime) -> None:
+        self._clock = clock
+        self._heap: list[_Entry] = []
+        self._seq = 0
+        self._call: IDelayedCall | None = None
+        self._live = 0
+        self._dead = 0
+        self._firing = False  # inside _fire, which places the next call itself
+
+    def __len__(self) -> int:
+        """Timers armed and not yet fired or cancelled."""
+        return self._live
+
+    def arm(self, delay: float, transaction: _Transaction, name: str) -> _Entry:
+        """Call ``transaction._timer_fired(name)`` `delay` seconds from now."""
+        when = self._clock.seconds() + delay
+        self._seq += 1
+        entry = [when, self._seq, transaction, name]
+        heappush(self._heap, entry)
+        self._live += 1
+        call = self._call
+        if self._firing:
+            pass
+        elif call is None:
+            self._call = self._clock.callLater(delay, self._fire)
+        elif when < call.getTime():
+            call.reset(delay)
+        return entry
+
+    def cancel(self, entry: _Entry) -> None:
+        if entry[2] is None:
+            return
+        entry[2] = None
+        self._live -= 1
+        self._dead += 1
+        if self._live == 0:
+            self._heap.clear()
+            self._dead = 0
+            if self._call is not None:
+                self._call.cancel()
+                self._call = None
+        elif self._dead > 64 and self._dead > self._live:
+            heap = self._heap  # in place: _fire may be walking it
+            heap[:] = [e for e in heap if e[2] is not None]
+            heapify(heap)
+            self._dead = 0
+
+    def _fire(self) -> None:
+        self._call = None
+        self._firing = True
+        heap = self._heap
+        now = self._clock.seconds()
+        try:
+            # Every due timer, earliest first; a handler may arm new ones.
+            while heap and heap[0][0] <= now:
+                entry = heappop(heap)
+                transaction = entry[2]
+                if transaction is None:
+                    self._dead -= 1
+                    continue
+                entry[2] = None
+                self._live -= 1
+                transaction._timer_fired(entry[3])
+        finally:
+            # An exception goes to the reactor, which logs it; the rest still run.
+            self._firing = False
+            while heap and heap[0][2] is None:
+                heappop(heap)
+                self._dead -= 1
+            if heap:
+                when = heap[0][0]
+                call = self._clock.callLater(max(0.0, when - now), self._fire)
+                if when > now and call.getTime() != when:
+                    # now + (when - now) can round off `when`, and a clock that
+                    # stops exactly at a deadline must see its timer fire then.
+                    call.time = when  # type: ignore[attr-defined]
+                self._call = call
+
 
 class _Transaction:
     """Dispatch, timers and termination; subclasses bring the table and handlers."""
@@ -117,7 +222,7 @@ class _Transaction:
 
     def __init__(self, layer: TransactionLayer, request: Request, address: Address) -> None:
         self._layer = layer
-        self._calls: dict[str, IDelayedCall] = {}
+        self._calls: dict[str, _Entry] = {}
         # `request` becomes None once the machine only absorbs retransmissions
         # (`_let_go`); method and Call-ID stay for logs and the layer's tables.
         self.request: Request | None = request
@@ -144,16 +249,17 @@ class _Transaction:
         `send` and terminate us midway; a terminated machine arms nothing."""
         if self.state is TransactionState.TERMINATED:
             return
+        queue = self._layer.timer_queue
         old = self._calls.get(timer)
-        if old is not None and old.active():
-            old.cancel()
-        self._calls[timer] = self._layer.clock.callLater(delay, self._timer_fired, timer)
+        if old is not None:
+            queue.cancel(old)
+        self._calls[timer] = queue.arm(delay, self, timer)
 
     def _disarm(self, *timers: str) -> None:
         for timer in timers:
-            call = self._calls.pop(timer, None)
-            if call is not None and call.active():
-                call.cancel()
+            entry = self._calls.pop(timer, None)
+            if entry is not None:
+                self._layer.timer_queue.cancel(entry)
 
     def _timer_fired(self, timer: str) -> None:
         del self._calls[timer]
@@ -162,9 +268,9 @@ class _Transaction:
     def _terminate(self) -> None:
         """Enter Terminated: stop every timer and leave the layer's tables."""
         self.state = TransactionState.TERMINATED
-        for call in self._calls.values():
-            if call.active():
-                call.cancel()
+        queue = self._layer.timer_queue
+        for entry in self._calls.values():
+            queue.cancel(entry)
         self._calls.clear()
         self._layer._forget(self)
 

@@ -274,13 +274,15 @@ class ClientInviteTransaction(ClientTransaction):
         self.state = S.ACCEPTED
         self._arm("M", 64 * self._layer.timers.t1)
         self._drop_cancel()
+        self._let_go()  # Accepted only passes 2xx up
         self._deliver(response)
 
     def _complete(self, response: Response) -> None:
         self._disarm("A", "B", "cancel")
         self.state = S.COMPLETED
-        self._ack = make_ack(self.request, response)
+        self._ack = make_ack(self.request, response)  # type: ignore[arg-type]
         self._drop_cancel()
+        self._let_go()  # Completed only resends the ACK
         # Timer D: "at least 32 seconds for unreliable transports" (§17.1.1.2),
         # and never shorter than the server's timer H, during which it retransmits.
         self._wait_then_terminate("D", max(32.0, 64 * self._layer.timers.t1))

@@ -54,6 +54,12 @@ CONNECT_TIMEOUT = 10.0
 _UDP_READ_SIZE = 65536  # a whole datagram, so an oversized one is seen as such
 _PEER_MEMORY = 4096  # sources remembered to answer from the socket they used
 _PONG = b"\r\n"
+# UDP socket buffers. Linux's default receive buffer (208 KiB) holds a few hundred
+# datagrams: less than what arrives at a few hundred calls per second while the
+# process is busy for a fraction of a second (a garbage collection), and what
+# overflows is lost and costs a retransmission after T1. The kernel caps the
+# request at net.core.rmem_max / wmem_max.
+UDP_BUFFER_SIZE = 4 * 1024 * 1024
 
 
 class Sink(TypingProtocol):
@@ -293,6 +299,16 @@ def _enable_recverr(sock: socket.socket) -> bool:
     return True
 
 
+def _enlarge_buffers(sock: socket.socket, size: int = UDP_BUFFER_SIZE) -> None:
+    """Ask for `size` octets of receive and send buffer (see UDP_BUFFER_SIZE)."""
+    for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+        try:
+            if sock.getsockopt(socket.SOL_SOCKET, option) < size:
+                sock.setsockopt(socket.SOL_SOCKET, option, size)
+        except OSError:
+            pass
+
+
 class _ErrQueuePort(udp.Port):
     """A udp.Port that learns which destinations were unreachable.
 
@@ -311,6 +327,7 @@ class _ErrQueuePort(udp.Port):
     def _bindSocket(self) -> None:
         super()._bindSocket()
         self._recverr = _enable_recverr(self.socket)
+        _enlarge_buffers(self.socket)
 
     def doRead(self) -> None:
         if self._recverr:
