@@ -40,8 +40,9 @@ class ServerTransaction(_Transaction):
     `request` and `source` are what arrived; `last_response` is what was sent last;
     `to_tag` the To tag of the responses sent so far (None before the first tagged
     one). Set `on_failure` to hear of a failure after the request went up. Once a
-    2xx to INVITE or a final response to anything else has left, the machine only
-    resends or absorbs: `request` is dropped then (None).
+    final response has left, the machine only resends or absorbs: `request` is
+    dropped then (None), and after a 2xx to INVITE, which the user retransmits
+    itself, `last_response` too.
     """
 
     __slots__ = ("source", "last_response", "to_tag", "on_failure", "key", "_interval")
@@ -184,9 +185,7 @@ class ServerInviteTransaction(ServerTransaction):
         self._remember(response)
         self._arm("L", 64 * self._layer.timers.t1)
         self._send(response, self.source)
-        # Accepted absorbs INVITE retransmissions and passes ACKs up; only the
-        # 2xx stays, for a user that retransmits it through us (§13.3.1.4).
-        self._let_go()
+        self._let_go_of_all()
 
     def _complete(self, response: Response) -> None:
         timers = self._layer.timers
@@ -226,6 +225,15 @@ class ServerInviteTransaction(ServerTransaction):
     def _resend_2xx(self, response: Response) -> None:
         self._remember(response)
         self._send(response, self.source)
+        self._let_go_of_all()
+
+    def _let_go_of_all(self) -> None:
+        # Accepted absorbs INVITE retransmissions and passes ACKs up; the 2xx is
+        # the user's to retransmit (§13.3.1.4, RFC 6026 §8.6: "the server
+        # transaction MUST NOT generate 2xx retransmissions on its own"), so
+        # nothing of the exchange needs to stay for timer L. to_tag does.
+        self._let_go()
+        self.last_response = None
 
 
 class ServerNonInviteTransaction(ServerTransaction):

@@ -26,7 +26,7 @@ from typing import Protocol as TypingProtocol
 
 from twisted.application.service import Service
 from twisted.internet import udp
-from twisted.internet.error import ConnectionDone
+from twisted.internet.error import ConnectionDone, MessageLengthError
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import ClientFactory, DatagramProtocol, Protocol, ServerFactory
 from twisted.logger import Logger, LogLevel
@@ -324,6 +324,10 @@ class _ErrQueuePort(udp.Port):
     _recverr = False
     _stopping = False
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._literals: set[str] = set()  # hosts `write` has checked
+
     def _bindSocket(self) -> None:
         super()._bindSocket()
         self._recverr = _enable_recverr(self.socket)
@@ -333,6 +337,34 @@ class _ErrQueuePort(udp.Port):
         if self._recverr:
             self._drain_errors()
         return super().doRead()
+
+    def write(self, datagram: bytes, addr: Any = None) -> None:
+        """`udp.Port.write` without its three parses of the address per datagram.
+
+        The transport only sends to IP literals (`response_target`, configured
+        addresses, `Hop.address`); a host is checked once, then remembered, so a
+        name can still never reach `sendto` (which would resolve it, blocking)."""
+        if addr is None or self._connectedAddr:
+            return super().write(datagram, addr)
+        host = addr[0]
+        if host not in self._literals:
+            packed = _ip(host)
+            if packed is None or (len(packed) == 16) != (self.addressFamily == socket.AF_INET6):
+                return super().write(datagram, addr)  # raises InvalidAddressError
+            if len(self._literals) >= _PEER_MEMORY:
+                self._literals.clear()
+            self._literals.add(host)
+        try:
+            self.socket.sendto(datagram, addr)
+        except OSError as e:
+            if e.errno == errno.EINTR:
+                self.write(datagram, addr)
+            elif e.errno == errno.EMSGSIZE:
+                raise MessageLengthError("message too long") from e
+            elif e.errno != errno.ECONNREFUSED:
+                # ECONNREFUSED on an unconnected socket is a stale ICMP error:
+                # ignored, as Twisted does; the error queue reports it properly.
+                raise
 
     def stopListening(self) -> Any:
         self._stopping = True

@@ -162,6 +162,7 @@ class ServerCall:
     failure: str | None = None
     answered_at: float = 0.0
     interval: float = TIMERS.t1
+    final: Response | None = None  # the 2xx this user retransmits (§13.3.1.4)
 
 
 class Answerer:
@@ -190,7 +191,8 @@ class Answerer:
             return
         call.answered = True
         call.answered_at = self.clock.seconds()
-        tx.respond(tx.request.response(call.decision, to_tag=call.tag))
+        call.final = tx.request.response(call.decision, to_tag=call.tag)
+        tx.respond(call.final)
         if call.decision == 200:
             self.clock.callLater(call.interval, self.retransmit_2xx, call)
 
@@ -201,7 +203,7 @@ class Answerer:
         if self.clock.seconds() - call.answered_at >= 64 * TIMERS.t1 or call.transaction.terminated:
             self.unacked_2xx += 1
             return
-        call.transaction.respond(call.transaction.last_response)
+        call.transaction.respond(call.final)
         call.interval = min(2 * call.interval, TIMERS.t2)
         self.clock.callLater(call.interval, self.retransmit_2xx, call)
 
