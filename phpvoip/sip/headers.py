@@ -278,6 +278,14 @@ class NameAddr(LazyParams):
     def tag(self) -> str | None:
         if self._params is not None:
             return self._params.get("tag")
+        # param("tag") for the usual text, written out: read for every message
+        text = self._ptext
+        i = text.find(";tag")
+        if i < 0:
+            return None
+        if text[i + 4 : i + 5] == "=":
+            j = text.find(";", i + 5)
+            return text[i + 5 :] if j < 0 else text[i + 5 : j]
         return self.param("tag")
 
     @tag.setter
@@ -441,7 +449,19 @@ def parse_route_list(value: str) -> list[NameAddr]:
     m = _ROUTE_FAST.match(value)
     if m is not None:
         if m.end() == len(value):
-            return [_name_addr_fast(m)]
+            # [_name_addr_fast(m)], written out: most lines hold one route
+            quoted, tokens, utext, ptext = m.groups()
+            route = NameAddr.__new__(NameAddr)
+            route._uri = None
+            route._utext = utext
+            route.display = quoted if quoted is not None else tokens
+            if ptext:
+                route._params = None
+                route._ptext = ptext
+            else:
+                route._params = {}
+                route._ptext = ""
+            return [route]
         items = _fast_list(m, value, _name_addr_fast)
         if items is not None:
             return items
@@ -510,7 +530,19 @@ def parse_contact_list(value: str) -> list[NameAddr] | _Star:
     m = _CONTACT_FAST.match(value)
     if m is not None:
         if m.end() == len(value):
-            return [_name_addr_fast(m)]
+            # [_name_addr_fast(m)], written out: most requests carry one Contact
+            quoted, tokens, utext, ptext = m.groups()
+            contact = NameAddr.__new__(NameAddr)
+            contact._uri = None
+            contact._utext = utext
+            contact.display = quoted if quoted is not None else tokens
+            if ptext:
+                contact._params = None
+                contact._ptext = ptext
+            else:
+                contact._params = {}
+                contact._ptext = ""
+            return [contact]
         items = _fast_list(m, value, _name_addr_fast)
         if items is not None:
             return items
@@ -563,6 +595,14 @@ class Via(LazyParams):
     def branch(self) -> str | None:
         if self._params is not None:
             return self._params.get("branch")
+        # param("branch") for the usual text, written out: read for every message
+        text = self._ptext
+        i = text.find(";branch")
+        if i < 0:
+            return None
+        if text[i + 7 : i + 8] == "=":
+            j = text.find(";", i + 8)
+            return text[i + 8 :] if j < 0 else text[i + 8 : j]
         return self.param("branch")
 
     @property

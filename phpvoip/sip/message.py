@@ -167,16 +167,11 @@ _VERSION = re.compile(r"SIP/[0-9]++\.[0-9]++\Z", re.I)
 # LWS = [*WSP CRLF] 1*WSP: a folded line continues the one above (§7.3.1)
 _FOLD = re.compile(r"[ \t]*+\r\n[ \t]++")
 # Outside a body only CRLF ends a line, and control characters may appear only
-# escaped inside quoted strings (quoted-pair, §25.1).
+# escaped inside quoted strings (quoted-pair, §25.1). Typed values and the request
+# line are checked by their own grammar; the text of other headers and the reason
+# phrase get str.isprintable() (C, cheap), and this only when that says no.
 _BAD_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n")
-# The quick test for the same: deleting every control octet (CR and LF included)
-# removes exactly two octets per CRLF when all is well.
-_CONTROL_OCTETS = bytes([*range(0x09), *range(0x0A, 0x20), 0x7F])
 
-# Header names seen before -> (key, parser, may occur once) as _AT_PARSE says, or
-# (key, None, False). Only names that are valid tokens get in, and the cache stops
-# growing at a bound, so garbage cannot bloat it.
-_KEYS: dict[str, tuple[str, Callable[[str], Any] | None, bool | str]] = {}
 _KEYS_MAX = 1024
 
 
@@ -206,14 +201,20 @@ class Message:
     """What requests and responses share: ordered headers and a body.
 
     `fields` is the ordered list of header lines (``[key, name, value]`` lists);
-    use the methods below rather than touching it, except to copy it whole.
+    use the methods below rather than changing it in place (assigning a whole new
+    list is fine): a parsed message keeps an index of its single-valued header
+    lines that only those methods know to drop.
     """
 
-    __slots__ = ("fields", "body")
+    __slots__ = ("fields", "body", "_index", "_indexed")
 
     def __init__(self, headers: Iterable[tuple[str, Any]] = (), body: bytes = b"") -> None:
         self.fields: list[list[Any]] = []
         self.body = body
+        # key -> first line of a single-valued header, valid while `fields` is
+        # the list `_indexed` (the parser fills it; any change drops it)
+        self._index: dict[str, list[Any]] | None = None
+        self._indexed: list[list[Any]] | None = None
         for name, value in headers:
             self.add(name, value)
 
@@ -256,6 +257,7 @@ class Message:
         (how a Via or Record-Route is pushed), else it goes after them."""
         key = canonical_key(name)
         field = [key, name, _list_value(key, value)]
+        self._index = None
         fields = self.fields
         last = -1
         for i, f in enumerate(fields):
@@ -273,6 +275,7 @@ class Message:
         """Replace every line of a header with one line holding `value`."""
         key = canonical_key(name)
         value = _list_value(key, value)
+        self._index = None
         fields = self.fields
         for i, field in enumerate(fields):
             if field[0] == key:
@@ -283,6 +286,7 @@ class Message:
 
     def remove(self, name: str) -> None:
         key = canonical_key(name)
+        self._index = None
         self.fields = [f for f in self.fields if f[0] != key]
 
     def headers(self) -> Iterator[tuple[str, str]]:
@@ -298,6 +302,13 @@ class Message:
         return values
 
     def _single(self, key: str) -> Any:
+        index = self._index
+        if index is not None and self._indexed is self.fields:
+            field = index.get(key)
+            if field is None:
+                return None
+            value = field[2]
+            return value if value.__class__ is not str else self._typed(field)
         for field in self.fields:
             if field[0] == key:
                 value = field[2]
@@ -331,6 +342,7 @@ class Message:
             if field[0] == "via":
                 values = self._typed(field)
                 top = values[0]
+                self._index = None
                 if len(values) == 1:
                     del self.fields[i]
                 else:
@@ -340,11 +352,13 @@ class Message:
 
     @property
     def from_(self) -> NameAddr:
-        for field in self.fields:  # _single("from"), written out: read for every message
-            if field[0] == "from":
+        index = self._index  # _single("from"), written out: read for every message
+        if index is not None and self._indexed is self.fields:
+            field = index.get("from")
+            if field is not None:
                 value = field[2]
                 return value if value.__class__ is not str else self._typed(field)
-        return None  # type: ignore[return-value]
+        return self._single("from")
 
     @from_.setter
     def from_(self, value: NameAddr) -> None:
@@ -352,11 +366,13 @@ class Message:
 
     @property
     def to(self) -> NameAddr:
-        for field in self.fields:  # _single("to"), written out: read for every message
-            if field[0] == "to":
+        index = self._index  # _single("to"), written out: read for every message
+        if index is not None and self._indexed is self.fields:
+            field = index.get("to")
+            if field is not None:
                 value = field[2]
                 return value if value.__class__ is not str else self._typed(field)
-        return None  # type: ignore[return-value]
+        return self._single("to")
 
     @to.setter
     def to(self, value: NameAddr) -> None:
@@ -364,7 +380,12 @@ class Message:
 
     @property
     def call_id(self) -> str:
-        for field in self.fields:  # a Call-ID is text, checked when parsed
+        index = self._index  # a Call-ID is text, checked when parsed
+        if index is not None and self._indexed is self.fields:
+            field = index.get("call-id")
+            if field is not None:
+                return field[2]  # type: ignore[no-any-return]
+        for field in self.fields:
             if field[0] == "call-id":
                 return field[2]  # type: ignore[no-any-return]
         return None  # type: ignore[return-value]
@@ -375,11 +396,13 @@ class Message:
 
     @property
     def cseq(self) -> CSeq:
-        for field in self.fields:  # _single("cseq"), written out: read for every message
-            if field[0] == "cseq":
+        index = self._index  # _single("cseq"), written out: read for every message
+        if index is not None and self._indexed is self.fields:
+            field = index.get("cseq")
+            if field is not None:
                 value = field[2]
                 return value if value.__class__ is not str else self._typed(field)
-        return None  # type: ignore[return-value]
+        return self._single("cseq")
 
     @cseq.setter
     def cseq(self, value: CSeq) -> None:
@@ -613,8 +636,6 @@ def _parse_head(raw: bytes) -> tuple[Request | Response, int | None]:
     """The message (without body) and its Content-Length."""
     head = raw.decode("utf-8", "surrogateescape")
     lines = head.split("\r\n")
-    if len(raw) - len(raw.translate(None, _CONTROL_OCTETS)) != 2 * len(lines) - 2:
-        _check_chars(head)
     try:
         return _parse_lines(head, lines)
     except _Folded:
@@ -628,23 +649,28 @@ def _parse_lines(head: str, lines: list[str]) -> tuple[Request | Response, int |
     message = _parse_start_line(lines[0])
     fields = message.fields
     append = fields.append
-    seen: dict[str, Any] = {}
-    keys = _KEYS
+    # key -> the line of each typed header (the last one for lists): finds the
+    # repeated ones, and becomes the message's index of its single-valued lines
+    seen: dict[str, list[Any]] = {}
+    keys = _KEYS  # name -> key, or (key, parser, single); new names: __missing__
     key = ""
     try:
         for line in lines[1:]:
-            name, colon, value = line.partition(":")
-            info = keys.get(name)
-            if info is None or not colon:
-                info, name = _new_name(name, colon, head)
-            if info[1] is None:
-                append([info[0], name, value.strip(" \t")])
+            name, value = line.split(":", 1)  # ValueError: no colon
+            info = keys[name]
+            if info.__class__ is str:
+                value = value.strip(" \t")
+                if not value.isprintable():
+                    _check_text(value, head)
+                append([info, name, value])
             else:
                 key, parser, single = info
                 if single and key in seen:
-                    _repeated(key, single, seen[key], value, head)
-                value = seen[key] = parser(value.strip(" \t"))
-                append([key, name, value])
+                    _repeated(key, single, seen[key][2], value, head)
+                field = seen[key] = [key, name, parser(value.strip(" \t"))]
+                append(field)
+    except _BadName as e:
+        raise _fail(e.reason, head) from None
     except ParseError as e:
         if "\r\n " in head or "\r\n\t" in head:
             raise _Folded from None  # the value may go on in the next line
@@ -653,17 +679,27 @@ def _parse_lines(head: str, lines: list[str]) -> tuple[Request | Response, int |
         raise ParseError(
             f"bad {display_name(key)} header: {e.reason}", e.status, lines[0], _raw_headers(head)
         ) from None
+    except ValueError:
+        for line in lines[1:]:
+            if ":" not in line:
+                if line[:1] == " " or line[:1] == "\t":
+                    raise _Folded from None
+                raise _fail(f"header line without a colon: {line[:40]!r}", head) from None
+        raise
     if len(seen) < 5 or not seen.keys() >= _MANDATORY:
         missing = [display_name(k) for k in ("via", "from", "to", "call-id", "cseq") if k not in seen]
         raise _fail(f"missing {', '.join(missing)} header", head)
     if message.__class__ is Request:
         method = message.method  # type: ignore[union-attr]
-        if seen["cseq"].method != method:
+        if seen["cseq"][2].method != method:
             # RFC 4475 §3.1.2.18: for a method we do not know, 501 is the better answer
             raise _fail(
                 "CSeq method does not match the request method", head, 400 if method in KNOWN_METHODS else 501
             )
-    return message, seen.get("content-length")
+    message._index = seen
+    message._indexed = fields
+    length = seen.get("content-length")
+    return message, None if length is None else length[2]
 
 
 def _repeated(key: str, single: bool | str, before: Any, value: str, head: str) -> None:
@@ -675,26 +711,35 @@ def _repeated(key: str, single: bool | str, before: Any, value: str, head: str) 
         raise _fail("Contact: * together with other contacts (§10.2.2)", head)
 
 
-def _new_name(
-    name: str, colon: str, head: str
-) -> tuple[tuple[str, Callable[[str], Any] | None, bool | str], str]:
-    """What `_KEYS` holds for a header name not met before, and the clean name
-    (or, for a line without a colon, an error)."""
-    if name[:1] == " " or name[:1] == "\t":
-        raise _Folded  # a continuation line, and the head is not unfolded yet
-    if not colon:
-        raise _fail(f"header line without a colon: {name[:40]!r}", head)
-    clean = name.rstrip(" \t")  # HCOLON = *( SP / HTAB ) ":" SWS
-    if not _HEADER_NAME.match(clean):
-        raise _fail(f"bad header name {clean[:40]!r}", head)
-    key = clean.lower()
-    if len(key) == 1:
-        key = COMPACT.get(key, key)
-    parser, single = _AT_PARSE.get(key, (None, False))
-    info = (key, parser, single)
-    if clean is name and len(_KEYS) < _KEYS_MAX:
-        _KEYS[name] = info
-    return info, clean
+class _BadName(ParseError):
+    """A header line whose name is not a token (raised with no message context)."""
+
+
+class _Names(dict):  # type: ignore[type-arg]
+    """Header names as written -> key, or (key, parser, single) for the headers
+    `_AT_PARSE` checks. A name not met before is checked here (token, optional
+    whitespace before the colon, compact form) and, when it is a clean token,
+    remembered: up to a bound, so that garbage cannot bloat the cache."""
+
+    __slots__ = ()
+
+    def __missing__(self, name: str) -> str | tuple[str, Callable[[str], Any], bool | str]:
+        if name[:1] == " " or name[:1] == "\t":
+            raise _Folded  # a continuation line, and the head is not unfolded yet
+        clean = name.rstrip(" \t")  # HCOLON = *( SP / HTAB ) ":" SWS
+        if not _HEADER_NAME.match(clean):
+            raise _BadName(f"bad header name {clean[:40]!r}")
+        key = clean.lower()
+        if len(key) == 1:
+            key = COMPACT.get(key, key)
+        entry = _AT_PARSE.get(key)
+        info = key if entry is None else (key, entry[0], entry[1])
+        if len(self) < _KEYS_MAX:
+            self[name] = info
+        return info
+
+
+_KEYS = _Names()
 
 
 def _fail(reason: str, head: str, status: int | None = None) -> ParseError:
@@ -712,13 +757,15 @@ def _raw_headers(head: str) -> list[tuple[str, str]]:
     return pairs
 
 
-def _check_chars(head: str) -> None:
-    # HTAB is the one control character allowed anywhere (as whitespace)
-    for m in _BAD_CHARS.finditer(head):
+def _check_text(text: str, head: str) -> None:
+    """Refuse control characters in header text: HTAB is whitespace, and anything
+    else only comes escaped (quoted-pair). Non-ASCII text is UTF8-NONASCII, fine
+    even where isprintable() says no."""
+    for m in _BAD_CHARS.finditer(text):
         ch = m.group()
         if ch == "\r" or ch == "\n":
             raise _fail("bare CR or LF in the headers (lines end with CRLF, §7)", head)
-        if head[m.start() - 1 : m.start()] != "\\":
+        if text[m.start() - 1 : m.start()] != "\\":
             raise _fail(f"control character {ch!r} in the headers", head)
 
 
@@ -761,6 +808,8 @@ def _parse_status_line(line: str) -> Response:
     # Status-Code = 3DIGIT, classes 1xx to 6xx (§7.2, §21)
     if len(code) != 3 or not code.isdigit() or not code.isascii() or not "1" <= code[0] <= "6":
         raise ParseError(f"bad status code {code[:20]!r}", start_line=line)
+    if not reason.isprintable():
+        _check_text(reason, line)
     response = Response.__new__(Response)
     response.fields = []
     response.body = b""
