@@ -206,15 +206,17 @@ class Message:
     lines that only those methods know to drop.
     """
 
-    __slots__ = ("fields", "body", "_index", "_indexed")
+    __slots__ = ("fields", "body", "_index", "_indexed", "_index_size")
 
     def __init__(self, headers: Iterable[tuple[str, Any]] = (), body: bytes = b"") -> None:
         self.fields: list[list[Any]] = []
         self.body = body
         # key -> first line of a single-valued header, valid while `fields` is
-        # the list `_indexed` (the parser fills it; any change drops it)
+        # the list `_indexed` and still `_index_size` long (the parser fills it;
+        # the methods that change headers drop it)
         self._index: dict[str, list[Any]] | None = None
         self._indexed: list[list[Any]] | None = None
+        self._index_size = 0
         for name, value in headers:
             self.add(name, value)
 
@@ -303,7 +305,7 @@ class Message:
 
     def _single(self, key: str) -> Any:
         index = self._index
-        if index is not None and self._indexed is self.fields:
+        if index is not None and self._indexed is (fields := self.fields) and len(fields) == self._index_size:
             field = index.get(key)
             if field is None:
                 return None
@@ -353,7 +355,7 @@ class Message:
     @property
     def from_(self) -> NameAddr:
         index = self._index  # _single("from"), written out: read for every message
-        if index is not None and self._indexed is self.fields:
+        if index is not None and self._indexed is (fields := self.fields) and len(fields) == self._index_size:
             field = index.get("from")
             if field is not None:
                 value = field[2]
@@ -367,7 +369,7 @@ class Message:
     @property
     def to(self) -> NameAddr:
         index = self._index  # _single("to"), written out: read for every message
-        if index is not None and self._indexed is self.fields:
+        if index is not None and self._indexed is (fields := self.fields) and len(fields) == self._index_size:
             field = index.get("to")
             if field is not None:
                 value = field[2]
@@ -381,7 +383,7 @@ class Message:
     @property
     def call_id(self) -> str:
         index = self._index  # a Call-ID is text, checked when parsed
-        if index is not None and self._indexed is self.fields:
+        if index is not None and self._indexed is (fields := self.fields) and len(fields) == self._index_size:
             field = index.get("call-id")
             if field is not None:
                 return field[2]  # type: ignore[no-any-return]
@@ -397,7 +399,7 @@ class Message:
     @property
     def cseq(self) -> CSeq:
         index = self._index  # _single("cseq"), written out: read for every message
-        if index is not None and self._indexed is self.fields:
+        if index is not None and self._indexed is (fields := self.fields) and len(fields) == self._index_size:
             field = index.get("cseq")
             if field is not None:
                 value = field[2]
@@ -698,6 +700,7 @@ def _parse_lines(head: str, lines: list[str]) -> tuple[Request | Response, int |
             )
     message._index = seen
     message._indexed = fields
+    message._index_size = len(fields)
     length = seen.get("content-length")
     return message, None if length is None else length[2]
 

@@ -425,3 +425,29 @@ def test_fast_via_agrees_with_the_general_parser(items: list[str], comma: str) -
     assert fast == _outcome(h._via_list_general, text)
     if fast is not ParseError:
         assert parse_via_list(", ".join(str(v) for v in fast)) == fast  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("params", "tag"),
+    [(";tag=1", "1"), ("", None), (";tag", None), (";tag;tag=2", None), (";tagx=1;tag=2", "2"),
+     (";x=1;tag=abc;y", "abc"), (";TAG=up", "up"), (";tag = spaced", "spaced")],
+)  # fmt: skip
+def test_tag_lookup_agrees_with_the_dict(params: str, tag: str | None) -> None:
+    """tag read from the parameter text gives what the dict gives (first one wins)."""
+    value = parse_name_addr(f"<sip:a@b>{params}")
+    assert value.tag == tag
+    assert value.params.get("tag") == tag
+    assert value.tag == tag
+
+
+@pytest.mark.parametrize(
+    ("params", "branch"),
+    [(";branch=z9hG4bK1", "z9hG4bK1"), ("", None), (";branchx=1;branch=2", "2"), (";rport;branch=x;y", "x"),
+     (";BRANCH=up", "up"), (";branch=1;branch=2", "1")],
+)  # fmt: skip
+def test_branch_lookup_agrees_with_the_dict(params: str, branch: str | None) -> None:
+    """branch read from the parameter text gives what the dict gives (first one wins)."""
+    via = parse_via_list(f"SIP/2.0/UDP h{params}")[0]
+    assert via.branch == branch
+    assert via.params.get("branch") == branch
+    assert via.branch == branch

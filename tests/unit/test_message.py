@@ -719,3 +719,42 @@ def test_built_message_serializes_and_parses_back() -> None:
     request.add("CSeq", "63104 OPTIONS")
     assert parse(bytes(request)) == request
     assert Response(404).reason == "Not Found"
+
+
+def test_accessors_follow_changes_to_the_header_list() -> None:
+    """Typed accessors see headers changed through the methods, a new list, or a
+    line appended to the list in place."""
+    message = parse(build(replace={"Max-Forwards": None}))
+    assert message.max_forwards is None
+    message.fields.append(["max-forwards", "Max-Forwards", 12])
+    assert message.max_forwards == 12
+    message.set("To", "<sip:carol@chicago.example.com>;tag=9")
+    assert message.to.tag == "9"
+    message.remove("CSeq")
+    assert message.cseq is None
+    other = parse(build(replace={"Call-ID": "Call-ID: other-call"}))
+    message.fields = other.fields
+    assert message.call_id == "other-call"
+    message.add("Call-ID", "second")
+    assert message.call_id == "other-call"
+
+
+def test_reason_phrase_with_a_control_character_is_refused() -> None:
+    """A reason phrase holding a control character is refused; UTF-8 and TAB are not."""
+    with pytest.raises(ParseError, match="control character"):
+        parse(response("SIP/2.0 200 O\x07K"))
+    assert parse(response("SIP/2.0 200 O\tK ok")).reason == "O\tK ok"
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["a\tb", "zero\u200bwidth", "soft\xadhyphen", b"bad \xff\xfe utf-8".decode("utf-8", "surrogateescape"),
+     '"quoted \\\x01 pair"'],
+)  # fmt: skip
+def test_unusual_but_allowed_header_text(value: str) -> None:
+    """HTAB, non-ASCII (even invalid UTF-8, kept as is) and escaped control
+    characters are allowed in the text of other headers."""
+    data = build(extra=("X-Text: HERE",)).replace(b"HERE", value.encode("utf-8", "surrogateescape"))
+    message = parse(data)
+    assert message.get("X-Text") == value
+    assert bytes(message) == data
