@@ -16,7 +16,17 @@ from collections.abc import Callable
 from typing import Any
 
 from phpvoip.sip.errors import ParseError
-from phpvoip.sip.uri import F_HOST, F_IPV4, F_PORT, SIP_URI_FAST_TEXT, URI, LazyParams, check_host, parse_uri
+from phpvoip.sip.uri import (
+    F_HOST,
+    F_IPV4,
+    F_PORT,
+    SIP_URI_FAST_TEXT,
+    URI,
+    LazyParams,
+    check_host,
+    params_text,
+    parse_uri,
+)
 
 __all__ = [
     "CSeq",
@@ -26,6 +36,7 @@ __all__ = [
     "canonical_key",
     "check_content_type",
     "check_date",
+    "check_delta_seconds",
     "check_option_tags",
     "display_name",
     "parse_call_id",
@@ -313,7 +324,7 @@ class NameAddr(LazyParams):
 
     def __str__(self) -> str:
         params = self._params
-        ptext = self._ptext if params is None else _params_text(params)
+        ptext = self._ptext if params is None else params_text(params)
         uri = self._uri
         utext = self._utext if uri is None else str(uri)
         if self.display:
@@ -331,12 +342,6 @@ class NameAddr(LazyParams):
     __hash__ = None  # type: ignore[assignment]
 
 
-def _params_text(params: dict[str, str | None]) -> str:
-    if not params:
-        return ""
-    return "".join([f";{k}" if v is None else f";{k}={v}" for k, v in params.items()])
-
-
 def _name_addr_fast(m: re.Match[str]) -> NameAddr:
     quoted, tokens, utext, ptext = m.groups()
     value = NameAddr.__new__(NameAddr)
@@ -352,9 +357,7 @@ def _name_addr_fast(m: re.Match[str]) -> NameAddr:
     return value
 
 
-def _fast_list(
-    m: re.Match[str], value: str, build: Callable[[re.Match[str]], Any]
-) -> list[Any] | None:
+def _fast_list(m: re.Match[str], value: str, build: Callable[[re.Match[str]], Any]) -> list[Any] | None:
     """Elements of a comma list whose first element `m` matched a fast pattern, if
     all the others match it too; else None."""
     items = [build(m)]
@@ -638,7 +641,7 @@ class Via(LazyParams):
 
     def __str__(self) -> str:
         params = self._params
-        ptext = self._ptext if params is None else _params_text(params)
+        ptext = self._ptext if params is None else params_text(params)
         if self.port is None:
             return f"{self.protocol}/{self.transport} {self.host}{ptext}"
         return f"{self.protocol}/{self.transport} {self.host}:{self.port}{ptext}"
