@@ -23,9 +23,12 @@ class ProtocolError(ValueError):
 class ParseError(ProtocolError):
     """Bytes that are not a well-formed SIP message (RFC 3261 §25).
 
-    `start_line` and `headers` hold whatever could still be read before the fault
-    (raw ``(name, value)`` pairs), so that a server can answer 400 when Via, From,
-    To, Call-ID and CSeq are readable (RFC 3261 §8.2, RFC 4475 §3.1.2).
+    `start_line` and `headers` hold what could still be read (raw ``(name, value)``
+    pairs, unfolded: every header line that splits at a colon, those after the
+    fault too), so that a server can answer 400 when Via, From, To, Call-ID and
+    CSeq are readable (RFC 3261 §8.2, RFC 4475 §3.1.2). `status` is the answer:
+    400, 505 for a SIP version other than 2.0, 501 for an unknown method whose
+    CSeq does not match (RFC 4475 §3.1.2.18).
     """
 
     def __init__(
