@@ -417,6 +417,7 @@ class OutboundLeg(_SipLeg):
         self._tried_auth = False
         self._cancelled = False
         self._extra_dialogs: list[Dialog] = []
+        self._invite_tx: Any = None  # the client transaction of our latest INVITE
 
     @property
     def peer_address(self) -> Address:
@@ -460,7 +461,8 @@ class OutboundLeg(_SipLeg):
         if self._uac is not None:
             self._uac.close()
         self._uac = UacDialogs(invite, self.engine.clock, self.engine.timers, self.engine.send_direct)
-        self.engine.layer.send_request(invite, self.destination, self._on_response)
+        self._invite_tx = None
+        self._invite_tx = self.engine.layer.send_request(invite, self.destination, self._on_response)
 
     # -- responses to our INVITE ----------------------------------------------------------
 
@@ -600,10 +602,16 @@ class OutboundLeg(_SipLeg):
         # timer would otherwise hold them for 64*T1.
         if self._uac is not None and not self._cancelled:
             self._uac.close()
-            # The INVITE transaction keeps this leg for 64*T1 (RFC 6026 Timer M)
-            # only to ACK retransmitted 2xx, which needs the dialogs and their
-            # ACKs, not our INVITE. (A cancelled leg still ACKs and BYEs a 2xx
-            # that crossed its CANCEL, from the INVITE.)
+            # The INVITE transaction lives on for 64*T1 (RFC 6026 Timer M) only to
+            # pass up retransmitted 2xx, which get their ACK again from their
+            # dialog; nothing else reaches an ended leg but what it ignores (a
+            # 2xx of a new fork finds UacDialogs closed). So the transaction
+            # talks to the dialogs directly and need not keep this leg, nor the
+            # leg our INVITE. (A cancelled leg still ACKs and BYEs a 2xx that
+            # crossed its CANCEL, from the INVITE.)
+            tx, self._invite_tx = self._invite_tx, None
+            if tx is not None and not tx.terminated:
+                tx.on_response = self._uac.on_response
             self.invite = None
         self.template = None
 
