@@ -3,10 +3,13 @@ cheap syntax checks some other headers get while a message is parsed.
 
 Each value is a small slotted object whose ``str()`` is its wire form, so a message
 can hold either the raw text of a header or its typed value and serialize both alike.
-Every parser takes the header value with its surrounding whitespace already removed
-and unfolded, matches it with one anchored regular expression (one C call per
-element, possessive quantifiers so hostile input stays linear) and raises
-`ParseError` with a reason when the text is not what §25.1 allows.
+Every parser takes the header value unfolded, with its surrounding whitespace
+removed, and raises `ParseError` with a reason when the text is not what §25.1
+allows. Each has two roads: a fast one, one regular expression for the shapes
+real traffic uses, whose groups build the value (keeping URI and parameters as
+checked text until they are read), and a general one for everything else in the
+grammar (LWS anywhere it may be, escapes, IPv6, quoted parameter values). All
+regular expressions use possessive quantifiers, so hostile input stays linear.
 """
 
 from __future__ import annotations

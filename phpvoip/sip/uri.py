@@ -113,7 +113,8 @@ def check_host(host: str) -> bool:
 
 
 def unescape(text: str) -> str:
-    """Decode %HH escapes (as UTF-8, keeping undecodable octets as escapes)."""
+    """Decode %HH escapes as UTF-8 (octets that are not UTF-8 come out as
+    surrogate escapes, as bytes.decode(..., "surrogateescape") gives them)."""
     if "%" not in text:
         return text
     raw = _ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text).encode("latin-1", "replace")
@@ -144,11 +145,9 @@ class LazyParams:
     """Base of values with ``;params``: they hold the validated text until the
     dict is asked for (most relayed values are never looked into)."""
 
+    # `_params` is the dict, or None while the parameters are still the text
+    # `_ptext` (validated, names in lower case, no whitespace or quotes)
     __slots__ = ("_params", "_ptext")
-
-    def __init__(self, params: dict[str, str | None] | None) -> None:
-        self._params = params if params is not None else {}
-        self._ptext = ""
 
     @property
     def params(self) -> dict[str, str | None]:
@@ -346,9 +345,9 @@ def _parse_uri_general(text: str) -> URI:
     else:
         port_number = None
     uri = _new_uri(scheme, user, password, host, port_number, headers, None)
+    # the general road builds the dict at once: names in lower case (they are
+    # case-insensitive, §19.1.4), the first of a repeated name wins
     uri._ptext = ""
-    # parameter names are case-insensitive: kept as text only when str() of the
-    # dict would write the same text
     uri._params = split_param_text(ptext) if ptext else {}
     return uri
 
