@@ -742,8 +742,26 @@ class _Names(dict):  # type: ignore[type-arg]
         return info
 
 
-_KEYS = _Names()
 _KEYS_MAX = 1024
+_KEYS = _Names()
+# The names of RFC 3261 §20 and common extensions, in their usual spellings, are
+# known from the start: a flood of invented names may fill the cache, not evict them.
+for _name in (
+    "Accept", "Accept-Encoding", "Accept-Language", "Alert-Info", "Allow", "Allow-Events",
+    "Authentication-Info", "Authorization", "Call-ID", "Call-Id", "Call-Info", "Contact",
+    "Content-Disposition", "Content-Encoding", "Content-Language", "Content-Length",
+    "Content-Type", "CSeq", "Date", "Error-Info", "Event", "Expires", "From", "Identity",
+    "In-Reply-To", "Max-Forwards", "MIME-Version", "Min-Expires", "Min-SE", "Organization",
+    "P-Asserted-Identity", "P-Preferred-Identity", "Path", "Priority", "Privacy",
+    "Proxy-Authenticate", "Proxy-Authorization", "Proxy-Require", "RAck", "Reason",
+    "Record-Route", "Refer-To", "Referred-By", "Replaces", "Reply-To", "Require",
+    "Retry-After", "Route", "RSeq", "Server", "Service-Route", "Session-Expires",
+    "Subject", "Subscription-State", "Supported", "Timestamp", "To", "Unsupported",
+    "User-Agent", "Via", "Warning", "WWW-Authenticate",
+    "b", "c", "e", "f", "i", "k", "l", "m", "o", "r", "s", "t", "u", "v", "x", "y",
+):  # fmt: skip
+    _KEYS[_name]  # a miss: __missing__ checks the name and keeps it
+del _name
 
 
 def _fail(reason: str, head: str, status: int | None = None) -> ParseError:
