@@ -48,6 +48,9 @@ _WITH_CONTACT = TARGET_REFRESH | {"REFER"}
 # §13.2.2.4: "The ACK MUST contain the same credentials as the INVITE."
 _CREDENTIALS = ("Authorization", "Proxy-Authorization")
 _MAX_SEQ = 2**31 - 1  # §8.1.1.5: below 2**31
+# A terminated dialog's observers: none, and none can be added (when_terminated
+# calls them at once), so all share one empty tuple rather than a list each.
+_NONE_LEFT: Any = ()
 
 
 def new_tag() -> str:
@@ -349,7 +352,7 @@ class Dialog:
         if self._answer is not None:
             self._answer.stop()
             self._answer = None
-        callbacks, self._on_terminated = self._on_terminated, []
+        callbacks, self._on_terminated = self._on_terminated, _NONE_LEFT
         for callback in callbacks:
             callback(self)
 
@@ -427,7 +430,7 @@ class Dialog:
         if invite is not None:
             for name in _CREDENTIALS:
                 extra.extend((name, value) for value in _lines(invite, name))
-        return self._build("ACK", response.cseq.seq, via_host, via_port, transport, body, extra)
+        return self._build("ACK", response.cseq.seq, via_host, via_port, transport, body, extra, as_text=True)
 
     def send_ack(self, ack: Request, destination: Address) -> None:
         """Send an ACK from `build_ack()` and keep it, so that a retransmission of
@@ -461,17 +464,32 @@ class Dialog:
         transport: str,
         body: bytes,
         headers: Iterable[tuple[str, Any]],
+        as_text: bool = False,
     ) -> Request:
         uri, routes = request_target(self.remote_target, self.route_set)
         request = Request(method, uri)
-        request.add("Via", Via(transport, via_host, via_port, {"branch": new_branch()}))
-        request.add("Max-Forwards", MAX_FORWARDS)
-        if routes:
-            request.add("Route", routes)
-        request.add("From", self.local_party.copy())
-        request.add("To", self.remote_party.copy())
-        request.add("Call-ID", self.call_id)
-        request.add("CSeq", CSeq(seq, method))
+        via = Via(transport, via_host, via_port, {"branch": new_branch()})
+        if as_text:
+            # The ACK for a 2xx is kept for 64*T1 to answer retransmissions of
+            # it; as text its headers are a handful of objects fewer for the
+            # garbage collector to walk, and read back typed on demand.
+            request.add("Via", str(via))
+            request.add("Max-Forwards", str(MAX_FORWARDS))
+            if routes:
+                request.add("Route", ", ".join(str(route) for route in routes))
+            request.add("From", str(self.local_party))
+            request.add("To", str(self.remote_party))
+            request.add("Call-ID", self.call_id)
+            request.add("CSeq", f"{seq} {method}")
+        else:
+            request.add("Via", via)
+            request.add("Max-Forwards", MAX_FORWARDS)
+            if routes:
+                request.add("Route", routes)
+            request.add("From", self.local_party.copy())
+            request.add("To", self.remote_party.copy())
+            request.add("Call-ID", self.call_id)
+            request.add("CSeq", CSeq(seq, method))
         if method in _WITH_CONTACT and self.local_target is not None:
             request.add("Contact", NameAddr(self.local_target.copy()))
         for name, value in headers:
