@@ -429,7 +429,8 @@ class Dialog:
         extra = list(headers)
         if invite is not None:
             for name in _CREDENTIALS:
-                extra.extend((name, value) for value in _lines(invite, name))
+                if invite.has(name):  # the common case, no credentials, stays cheap
+                    extra.extend((name, value) for value in _lines(invite, name))
         return self._build("ACK", response.cseq.seq, via_host, via_port, transport, body, extra, as_text=True)
 
     def send_ack(self, ack: Request, destination: Address) -> None:

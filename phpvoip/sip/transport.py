@@ -557,7 +557,16 @@ class _StreamServerFactory(ServerFactory):
 
     def __init__(self, owner: SipTransport, local: Address | None) -> None:
         self.owner = owner
-        self.local = local
+        self._local = local
+
+    @property
+    def local(self) -> Address | None:
+        return self._local
+
+    @local.setter
+    def local(self, address: Address | None) -> None:
+        self._local = address
+        self.owner._local_addresses = None
 
     def buildProtocol(self, addr: Any) -> _StreamConnection:
         connection = _StreamConnection(self.owner, Address("tcp", addr.host, addr.port), outbound=False)
@@ -610,6 +619,7 @@ class SipTransport:
         self._udp_by_peer: dict[Address, _DatagramProtocol] = {}
         self._tcp_factories: list[_StreamServerFactory] = []
         self._connections: dict[Address, _StreamConnection] = {}
+        self._local_addresses: list[Address] | None = None  # local_addresses(), cached
 
     # -- binding ------------------------------------------------------------------
 
@@ -637,14 +647,20 @@ class SipTransport:
         what `local_addresses` reports for it."""
         factory = _StreamServerFactory(self, local)
         self._tcp_factories.append(factory)
+        self._local_addresses = None
         return factory
 
     def local_addresses(self) -> list[Address]:
         """Where we listen: bound UDP sockets, then TCP factories that know their
         address."""
-        addresses = [p.local for p in self._udp if p.local is not None]
-        addresses += [f.local for f in self._tcp_factories if f.local is not None]
-        return addresses
+        # Asked for every Via and Contact the switch writes: kept until a socket
+        # or a factory's address changes.
+        addresses = self._local_addresses
+        if addresses is None:
+            addresses = [p.local for p in self._udp if p.local is not None]
+            addresses += [f.local for f in self._tcp_factories if f.local is not None]
+            self._local_addresses = addresses
+        return list(addresses)
 
     def open_connections(self) -> list[Address]:
         """Peers with a TCP connection in the pool (connected or connecting)."""
@@ -827,8 +843,10 @@ class SipTransport:
 
     def _udp_started(self, protocol: _DatagramProtocol) -> None:
         self._udp.append(protocol)
+        self._local_addresses = None
 
     def _udp_stopped(self, protocol: _DatagramProtocol) -> None:
+        self._local_addresses = None
         if protocol in self._udp:
             self._udp.remove(protocol)
         for peer in [p for p, proto in self._udp_by_peer.items() if proto is protocol]:
