@@ -159,6 +159,7 @@ _MEDIA_TYPE = re.compile(
     rf"{_TOKEN}[ \t]*+/[ \t]*+{_TOKEN}(?:[ \t]*+;[ \t]*+{_TOKEN}[ \t]*+=[ \t]*+(?:{_TOKEN}|{_QSTR}))*+\Z"
 )
 _OPTION_TAGS = re.compile(rf"{_TOKEN}(?:[ \t]*+,[ \t]*+{_TOKEN})*+\Z")
+_STAR_IN_LIST = re.compile(r"[ \t]*+\*[ \t]*+,")
 
 # -- fast paths ------------------------------------------------------------------
 # The shapes real traffic uses, each checked completely by one regular expression
@@ -558,7 +559,7 @@ def parse_contact_list(value: str) -> list[NameAddr] | _Star:
 
 
 def _contact_list_general(value: str) -> list[NameAddr]:
-    if value.lstrip(" \t").startswith("*"):
+    if _STAR_IN_LIST.match(value):
         raise ParseError("Contact: * must be the only contact (§10.2.2)")
     contacts = _addr_list(value, False)
     for contact in contacts:

@@ -451,3 +451,11 @@ def test_branch_lookup_agrees_with_the_dict(params: str, branch: str | None) -> 
     assert via.branch == branch
     assert via.params.get("branch") == branch
     assert via.branch == branch
+
+
+def test_display_name_may_start_with_a_star() -> None:
+    """A token display name starting with '*' is a contact, not Contact: *."""
+    contacts = parse_contact_list("*star <sip:a@[2001:db8::1]>, <sip:b@c>")
+    assert [c.display for c in contacts] == ["*star", None]
+    with pytest.raises(ParseError, match="only contact"):
+        parse_contact_list(" * , <sip:b@c>")
