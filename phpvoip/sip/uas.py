@@ -61,7 +61,7 @@ _UNPRINTABLE = re.compile(r"[^\x20-\x7e]+")
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _FOLD = re.compile(r"\r\n[ \t]+")
 _MAX_REASON = 120
-_ANSWERABLE = frozenset((400, 505, 513))
+_ANSWERABLE = frozenset((400, 501, 505, 513))
 
 
 def stateless_tag(*parts: str) -> str:
