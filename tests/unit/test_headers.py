@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from phpvoip.sip import headers as h
+from phpvoip.sip import headers_nameaddr as na
+from phpvoip.sip import headers_via as hv
 from phpvoip.sip.errors import ParseError
 from phpvoip.sip.headers import (
     STAR,
@@ -399,7 +400,7 @@ def _outcome(parse: object, text: str) -> object:
 def test_fast_name_addr_agrees_with_the_general_parser(text: str) -> None:
     """From/To: whatever the fast path accepts, the general parser accepts the same."""
     fast = _outcome(parse_name_addr, text)
-    assert fast == _outcome(h._parse_name_addr_general, text)
+    assert fast == _outcome(na._parse_name_addr_general, text)
     if fast is not ParseError:
         # (the printed forms may differ where a parameter name repeats: see
         # test_repeated_parameter_names)
@@ -411,9 +412,9 @@ def test_fast_name_addr_agrees_with_the_general_parser(text: str) -> None:
 def test_fast_lists_agree_with_the_general_parser(items: list[str], comma: str) -> None:
     """Contact and Route lists: the fast path and the general parser agree."""
     text = comma.join(items)
-    assert _outcome(parse_contact_list, text) == _outcome(h._contact_list_general, text)
-    assert _outcome(parse_route_list, text) == _outcome(lambda t: h._addr_list(t, True), text)
-    assert _outcome(parse_name_addr_list, text) == _outcome(lambda t: h._addr_list(t, False), text)
+    assert _outcome(parse_contact_list, text) == _outcome(na._contact_list_general, text)
+    assert _outcome(parse_route_list, text) == _outcome(lambda t: na._addr_list(t, True), text)
+    assert _outcome(parse_name_addr_list, text) == _outcome(lambda t: na._addr_list(t, False), text)
 
 
 @settings(max_examples=500, deadline=None)
@@ -422,7 +423,7 @@ def test_fast_via_agrees_with_the_general_parser(items: list[str], comma: str) -
     """Via: whatever the fast path accepts, the general parser accepts the same."""
     text = comma.join(items)
     fast = _outcome(parse_via_list, text)
-    assert fast == _outcome(h._via_list_general, text)
+    assert fast == _outcome(hv._via_list_general, text)
     if fast is not ParseError:
         assert parse_via_list(", ".join(str(v) for v in fast)) == fast  # type: ignore[attr-defined]
 
