@@ -762,7 +762,7 @@ def test_unusual_but_allowed_header_text(value: str) -> None:
 
 def test_name_cache_is_bounded_and_keeps_the_standard_names() -> None:
     """A flood of invented header names cannot grow the name cache past its bound."""
-    from phpvoip.sip import message as module
+    from phpvoip.sip import message_parser as module
 
     for round_ in range(5):
         extra = tuple(f"X-Flood{round_}-{i}: {i}" for i in range(300))
