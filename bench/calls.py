@@ -198,6 +198,7 @@ class B2bua:
 
 class Phpvoip(B2bua):
     name = "phpvoip"
+    profile: Path | None = None  # cProfile statistics file (--profile)
 
     def command(self) -> tuple[list[str], dict[str, str]]:
         config = self.work / "phpvoip.yaml"
@@ -217,7 +218,10 @@ class Phpvoip(B2bua):
         )
         twistd = Path(sys.executable).parent / "twistd"
         env = dict(os.environ, PYTHONPATH=str(ROOT))
-        return [str(twistd), "-n", "--pidfile=", "phpvoip", "-c", str(config)], env
+        profiling = []
+        if self.profile is not None:
+            profiling = [f"--profile={self.profile}", "--profiler=cprofile", "--savestats"]
+        return [str(twistd), "-n", "--pidfile=", *profiling, "phpvoip", "-c", str(config)], env
 
 
 class Sippy(B2bua):
@@ -330,6 +334,26 @@ def run_ladder(sipp: str, b2bua: B2bua, rates: list[int], args: argparse.Namespa
     return result
 
 
+def print_profile(path: Path, calls: int, top: int = 25) -> None:
+    """The functions phpvoip spent most time in (their own time, cProfile), per call.
+
+    cProfile inflates functions that are small and called often; read the shares,
+    not the absolute figures, and compare with the CPU per call of the table."""
+    import pstats
+
+    stats = pstats.Stats(str(path)).stats  # type: ignore[attr-defined]
+    busy = {key: value for key, value in stats.items() if "poll" not in key[2]}
+    total = sum(value[2] for value in busy.values())
+    print()
+    print(f"phpvoip under cProfile, {calls} calls: {1e6 * total / calls:.0f} us of own time per call "
+          "(reactor idle excluded); top functions by own time:")
+    ranked = sorted(busy.items(), key=lambda item: -item[1][2])[:top]
+    for (file, line, name), (_, count, own, _cumulative, _) in ranked:
+        where = file.replace(str(ROOT) + "/", "").split("site-packages/")[-1]
+        print(f"  {100 * own / total:5.1f}% {1e6 * own / calls:7.1f} us/call {count / calls:5.1f}x  "
+              f"{name} ({where}:{line})")
+
+
 def summary(results: list[Result], args: argparse.Namespace) -> None:
     print()
     print(f"Highest rate with zero failed calls ({args.duration:g} s per step, {os.cpu_count()} CPUs, "
@@ -357,6 +381,9 @@ def main() -> int:
     parser.add_argument("--pause", type=float, default=3.0, help="seconds between steps")
     parser.add_argument("--only", choices=("phpvoip", "sippy"), help="run one B2BUA only")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (SIPp traces, logs)")
+    parser.add_argument("--profile", action="store_true",
+                        help="run phpvoip under cProfile and print where its time per call goes "
+                             "(slower: use it for the shares, not the rate)")
     args = parser.parse_args()
     rates = [int(r) for r in args.rates.split(",") if r.strip()]
 
@@ -377,8 +404,15 @@ def main() -> int:
     try:
         for kind in kinds:
             b2bua = kind(work, free_port())
+            if isinstance(b2bua, Phpvoip) and args.profile:
+                b2bua.profile = work / "phpvoip.pstats"
             results.append(run_ladder(sipp, b2bua, rates, args))
         summary(results, args)
+        for result in results:
+            profile = work / "phpvoip.pstats"
+            if result.name == "phpvoip" and args.profile and profile.exists():
+                calls = 40 + sum(step.ok for step in result.steps)  # the warm-up placed 40
+                print_profile(profile, calls)
     finally:
         if args.keep:
             print(f"work directory: {work}")
