@@ -51,6 +51,8 @@ peers:
 
 bench: venv peers
 	$(BIN)/python bench/parse.py
+	PYTHON=$(BIN)/python bench/calls.sh
+	PYTHON=$(BIN)/python bench/register.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .hypothesis var

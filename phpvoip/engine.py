@@ -60,6 +60,7 @@ log = Logger()
 
 ALLOWED_METHODS = ("INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "INFO", "UPDATE", "MESSAGE", "REGISTER")
 SUPPORTED: tuple[str, ...] = ()
+_ALLOW = ", ".join(ALLOWED_METHODS)
 RECORDS_KEPT = 1000
 DEFAULT_TIMERS = Timers()
 DEFAULT_CALL_SETTINGS = CallSettings()
@@ -155,7 +156,7 @@ class Engine:
         message.set("Contact", f"<sip:{user_part}{host}:{local.port}{params}>")
 
     def add_capabilities(self, message: Request | Response) -> None:
-        message.set("Allow", ", ".join(ALLOWED_METHODS))
+        message.set("Allow", _ALLOW)
         if SUPPORTED:
             message.set("Supported", ", ".join(SUPPORTED))
         message.set("User-Agent" if isinstance(message, Request) else "Server", self.user_agent)
