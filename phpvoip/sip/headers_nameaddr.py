@@ -202,19 +202,7 @@ def parse_name_addr(text: str) -> NameAddr:
     m = _NAME_ADDR_FAST.match(text)
     if m is None:
         return _parse_name_addr_general(text)
-    # _name_addr_fast(m), written out: this runs for every From and To
-    quoted, tokens, utext, ptext = m.groups()
-    value = NameAddr.__new__(NameAddr)
-    value._uri = None
-    value._utext = utext
-    value.display = quoted if quoted is not None else tokens
-    if ptext:
-        value._params = None
-        value._ptext = ptext
-    else:
-        value._params = {}
-        value._ptext = ""
-    return value
+    return _name_addr_fast(m)
 
 
 def _parse_name_addr_general(text: str) -> NameAddr:
@@ -259,19 +247,7 @@ def parse_route_list(value: str) -> list[NameAddr]:
     m = _ROUTE_FAST.match(value)
     if m is not None:
         if m.end() == len(value):
-            # [_name_addr_fast(m)], written out: most lines hold one route
-            quoted, tokens, utext, ptext = m.groups()
-            route = NameAddr.__new__(NameAddr)
-            route._uri = None
-            route._utext = utext
-            route.display = quoted if quoted is not None else tokens
-            if ptext:
-                route._params = None
-                route._ptext = ptext
-            else:
-                route._params = {}
-                route._ptext = ""
-            return [route]
+            return [_name_addr_fast(m)]
         items = fast_list(m, value, _name_addr_fast)
         if items is not None:
             return items
@@ -340,19 +316,7 @@ def parse_contact_list(value: str) -> list[NameAddr] | _Star:
     m = _CONTACT_FAST.match(value)
     if m is not None:
         if m.end() == len(value):
-            # [_name_addr_fast(m)], written out: most requests carry one Contact
-            quoted, tokens, utext, ptext = m.groups()
-            contact = NameAddr.__new__(NameAddr)
-            contact._uri = None
-            contact._utext = utext
-            contact.display = quoted if quoted is not None else tokens
-            if ptext:
-                contact._params = None
-                contact._ptext = ptext
-            else:
-                contact._params = {}
-                contact._ptext = ""
-            return [contact]
+            return [_name_addr_fast(m)]
         items = fast_list(m, value, _name_addr_fast)
         if items is not None:
             return items

@@ -194,20 +194,7 @@ def parse_via_list(value: str) -> list[Via]:
     m = _VIA_FAST.match(value)
     if m is not None:
         if m.end() == len(value):
-            # [_via_fast(m)], written out: this runs for every Via line
-            transport, host, port, ptext = m.groups()
-            via = Via.__new__(Via)
-            via.protocol = "SIP/2.0"
-            via.transport = transport if transport.isupper() else transport.upper()
-            via.host = host
-            via.port = None if port is None else int(port)
-            if ptext:
-                via._params = None
-                via._ptext = ptext
-            else:
-                via._params = {}
-                via._ptext = ""
-            return [via]
+            return [_via_fast(m)]
         items = fast_list(m, value, _via_fast)
         if items is not None:
             return items
