@@ -193,12 +193,6 @@ def office_config(routes: str) -> str:
         "  - type: registrar\n"
         f"    users: {{'1001': {{password: {OFFICE_PASSWORD}}}}}\n"
         "    algorithms: [MD5]\n"
-        # Workaround: the registrar's callout matches To's host, and a call in on
-        # the line keeps To in the carrier's domain, so the carrier's domain is an
-        # alias here; then INVITEs from the carrier's users must not be challenged
-        # as ours, hence challenge_unknown: false. (Reported with issue 6.)
-        f"    aliases: [{DOMAIN}]\n"
-        "    challenge_unknown: false\n"
         "routes:\n" + routes
     )
 
