@@ -232,18 +232,16 @@ def _addr_list(value: str, name_addr_only: bool) -> list[NameAddr]:
 
 def parse_name_addr_list(value: str) -> list[NameAddr]:
     """Parse a comma-separated list of name-addrs or addr-specs (§7.3.1)."""
-    m = _ROUTE_FAST.match(value)
-    if m is not None:
-        if m.end() == len(value):
-            return [_name_addr_fast(m)]
-        items = fast_list(m, value, _name_addr_fast)
-        if items is not None:
-            return items
-    return _addr_list(value, False)
+    return _parse_list(value, False)
 
 
 def parse_route_list(value: str) -> list[NameAddr]:
     """Parse Route or Record-Route: name-addrs only (§20.30, §20.34)."""
+    return _parse_list(value, True)
+
+
+def _parse_list(value: str, name_addr_only: bool) -> list[NameAddr]:
+    # The fast pattern takes only <name-addr> forms, which both lists allow.
     m = _ROUTE_FAST.match(value)
     if m is not None:
         if m.end() == len(value):
@@ -251,7 +249,7 @@ def parse_route_list(value: str) -> list[NameAddr]:
         items = fast_list(m, value, _name_addr_fast)
         if items is not None:
             return items
-    return _addr_list(value, True)
+    return _addr_list(value, name_addr_only)
 
 
 def _why_bad_address(text: str) -> str:

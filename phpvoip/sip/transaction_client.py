@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from twisted.logger import Logger
 
 from phpvoip.sip.address import Address
-from phpvoip.sip.headers import CSeq
+from phpvoip.sip.headers import CSeq, NameAddr
 from phpvoip.sip.message import Request, Response
 from phpvoip.sip.transaction_base import (
     ResponseCallback,
@@ -58,30 +58,30 @@ def _copy_routing(source: Request, target: Request) -> None:
     target.add("Max-Forwards", 70)
 
 
+def _hop_request(method: str, invite: Request, to: NameAddr) -> Request:
+    """A request that retraces `invite`'s first hop: its Request-URI, top Via and
+    Route, From, Call-ID and CSeq number, with `method` and `to`."""
+    request = Request(method, invite.uri.copy())
+    _copy_routing(invite, request)
+    request.add("From", invite.from_.copy())
+    request.add("To", to.copy())
+    request.add("Call-ID", invite.call_id)
+    request.add("CSeq", CSeq(invite.cseq.seq, method))
+    return request
+
+
 def make_ack(invite: Request, response: Response) -> Request:
     """The ACK for a 300-699 response to `invite` (§17.1.1.3): same Request-URI,
     Call-ID, From and CSeq number; To from the response (with its tag); one Via
     equal to the INVITE's top Via; the INVITE's Route headers."""
-    ack = Request("ACK", invite.uri.copy())
-    _copy_routing(invite, ack)
-    ack.add("From", invite.from_.copy())
-    ack.add("To", response.to.copy())
-    ack.add("Call-ID", invite.call_id)
-    ack.add("CSeq", CSeq(invite.cseq.seq, "ACK"))
-    return ack
+    return _hop_request("ACK", invite, response.to)
 
 
 def make_cancel(invite: Request) -> Request:
     """A CANCEL for `invite` (§9.1): Request-URI, Call-ID, To, From and the CSeq
     number identical (tags included), CSeq method CANCEL, one Via equal to the
     INVITE's top Via (so the server matches it, §9.2), and the INVITE's Route."""
-    cancel = Request("CANCEL", invite.uri.copy())
-    _copy_routing(invite, cancel)
-    cancel.add("From", invite.from_.copy())
-    cancel.add("To", invite.to.copy())
-    cancel.add("Call-ID", invite.call_id)
-    cancel.add("CSeq", CSeq(invite.cseq.seq, "CANCEL"))
-    return cancel
+    return _hop_request("CANCEL", invite, invite.to)
 
 
 def _nobody(response: Response) -> None:
