@@ -27,6 +27,7 @@ __all__ = [
     "IEngine",
     "ILocationStore",
     "IModule",
+    "IModuleType",
     "IRouter",
     "IncomingCall",
     "LegReply",
@@ -215,6 +216,31 @@ class IModule(Interface):
         """An out-of-dialog request other than INVITE (REGISTER, OPTIONS, MESSAGE,
         SUBSCRIBE, ...). Answer it through `transaction.respond()` and return True,
         or raise `NotMine`."""
+
+
+class IModuleType(Interface):
+    """A kind of module that the YAML names with ``type:`` (registrar, trunk, ...).
+
+    Every module type, phpvoip's own and those of outside packages alike, is a
+    twisted.plugin object providing this (and ``twisted.plugin.IPlugin``), found with
+    ``getPlugins(IModuleType, phpvoip.plugins)``. A package adds one by installing a
+    file into the ``phpvoip/plugins/`` directory (without an ``__init__.py``); see the
+    README's "Writing a module"."""
+
+    name = Attribute("The ``type:`` value that selects it, e.g. ``'registrar'``; unique.")
+    description = Attribute("One line saying what such a module is for.")
+
+    def parse(section):
+        """Validate one ``modules[i]`` entry, a `phpvoip.settings.Section`, and return
+        the settings object `build` takes. Read every key through the section's
+        getters (``string``, ``integer``, ``strings``, ``peer_address``, ...); raise
+        ``section.error(key, problem)`` for anything wrong. Keys ``type`` and ``name``
+        are the config's; any key left unread is refused as unknown afterwards.
+        Must not bind sockets or start timers: it runs before the switch starts."""
+
+    def build(name, settings):
+        """Return the `IModule` for `settings` (what `parse` returned), named
+        `name`. It is started later with `IModule.start(engine)`."""
 
 
 class IApplication(IModule):

@@ -1,6 +1,4 @@
 """Terminal applications: endpoints that live inside the switch.
 
-Importing this package registers every built-in application type with `phpvoip.config`.
+Their types are declared in `phpvoip.plugins.phpvoip_builtin`, like the modules'.
 """
-
-from phpvoip.apps import robot  # noqa: F401  (registers its type)

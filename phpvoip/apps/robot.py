@@ -17,9 +17,9 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from phpvoip.config import Section, register_module_type
 from phpvoip.interfaces import NORMAL_CLEARING, IApplication, LegReply, LegState, NotMine
 from phpvoip.legs.local import LocalLeg, local_pair
+from phpvoip.settings import Section
 from phpvoip.sip.headers import NameAddr
 from phpvoip.sip.message import Request
 from phpvoip.sip.sdp import rejecting_answer
@@ -200,6 +200,3 @@ class Robot:
 
     def finished(self, call: _RobotCall) -> None:
         self.calls.discard(call)
-
-
-register_module_type("robot", parse_settings, Robot)

@@ -1,5 +1,5 @@
 """Modules: the switch's proxies for groups of SIP endpoints (registrar, line, trunk).
 
-Importing this package registers every built-in module type with `phpvoip.config`.
+Their types are declared in `phpvoip.plugins.phpvoip_builtin` and found through
+twisted.plugin like any outside package's.
 """
-from phpvoip.modules import channel, registrar, trunk  # noqa: F401  (importing registers their types)

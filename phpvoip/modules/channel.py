@@ -31,9 +31,9 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from phpvoip.config import Section, register_module_type
 from phpvoip.interfaces import IModule, IncomingCall, NotMine
 from phpvoip.modules.line_state import LineCounters, Registration, RegistrationPolicy
+from phpvoip.settings import Section
 from phpvoip.sip.address import Address
 from phpvoip.sip.digest import DigestClient
 from phpvoip.sip.headers import CSeq, NameAddr
@@ -316,6 +316,3 @@ class SipChannel:
                  server=str(self.settings.server), why=why)
         if self.registration is not None:
             self.registration.lost()
-
-
-register_module_type("channel", parse_settings, SipChannel)

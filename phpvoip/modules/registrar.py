@@ -44,12 +44,12 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from phpvoip.config import Section, register_module_type
 from phpvoip.interfaces import CallRejected, IModule, IncomingCall, NotMine
 from phpvoip.legs.fork import ForkLeg
 from phpvoip.modules.bindings import BindingTable, contact_key
 from phpvoip.modules.throttle import AuthThrottle, ThrottleSettings
 from phpvoip.modules.users import UserDirectory, UserSpec, parse_users, read_users_file
+from phpvoip.settings import Section
 from phpvoip.sip.address import Address
 from phpvoip.sip.digest import DigestServer, Outcome, canonical_algorithm
 from phpvoip.sip.errors import ParseError
@@ -581,6 +581,3 @@ def _q_text(q: float) -> str:
     """A qvalue as §25.1 writes it: at most three decimals."""
     text = f"{q:.3f}".rstrip("0").rstrip(".")
     return text if text else "0"
-
-
-register_module_type("registrar", parse_settings, Registrar)

@@ -15,9 +15,9 @@ from typing import Any
 
 from zope.interface import implementer
 
-from phpvoip.config import Section, register_module_type
 from phpvoip.interfaces import IModule, IncomingCall, NotMine
 from phpvoip.router import Pattern
+from phpvoip.settings import Section
 from phpvoip.sip.address import Address
 from phpvoip.sip.headers import NameAddr
 from phpvoip.sip.message import Request
@@ -118,6 +118,3 @@ class Trunk:
         request.add("From", NameAddr(URI("sip", caller.uri.user, self.engine.domain), caller.display))
         request.add("To", NameAddr(URI("sip", number, host, port), invite.to.display))
         return self.engine.outbound_leg(request, settings.address)
-
-
-register_module_type("trunk", parse_settings, Trunk)

@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from phpvoip.config import ConfigError, Section
+from phpvoip.settings import ConfigError, Section
 from phpvoip.sip.digest import ha1
 from phpvoip.store import UserRecord
 

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from phpvoip import config
 from phpvoip.config import ConfigError, load, load_text
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -102,20 +101,3 @@ def test_routes_are_compiled():
     )
     assert [r.out_to for r in loaded.routes] == ["1001", "231"]
     assert loaded.routes[1].in_from.matches("anyone")
-
-
-def test_module_types_register_their_parsers():
-    """A registered module type validates its own section."""
-
-    def parse(section):
-        return {"number": section.string("number")}
-
-    config.register_module_type("testmod", parse)
-    try:
-        loaded = load_text("modules: [{type: testmod, number: 42}]")
-        assert loaded.modules[0].settings == {"number": "42"}
-        assert loaded.modules[0].name == "testmod"
-        assert error_of("modules: [{type: testmod}]").key == "modules[0].number"
-        assert error_of("modules: [{type: testmod, number: 1, x: 2}]").key == "modules[0].x"
-    finally:
-        config._MODULE_TYPES.pop("testmod")

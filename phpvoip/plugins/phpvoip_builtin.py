@@ -1,0 +1,20 @@
+"""phpvoip's own module types, found exactly like those of outside packages."""
+
+from phpvoip.moduletypes import ModuleType
+
+registrar = ModuleType(
+    "registrar", "phones register here with digest auth and call each other",
+    "phpvoip.modules.registrar", "Registrar",
+)
+channel = ModuleType(
+    "channel", "an outside line: registers upstream like a phone and carries calls",
+    "phpvoip.modules.channel", "SipChannel",
+)
+trunk = ModuleType(
+    "trunk", "an IP-authenticated peer (another PBX, a gateway)",
+    "phpvoip.modules.trunk", "Trunk",
+)
+robot = ModuleType(
+    "robot", "a terminal application that answers and places calls by itself",
+    "phpvoip.apps.robot", "Robot",
+)
