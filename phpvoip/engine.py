@@ -19,7 +19,6 @@ with a Deferred and the engine carries on when it fires.
 from __future__ import annotations
 
 import itertools
-import secrets
 from collections import deque
 from collections.abc import Iterable
 from typing import Any
@@ -49,9 +48,10 @@ from phpvoip.router import Router
 from phpvoip.sip.address import Address
 from phpvoip.sip.dialog import Dialog, DialogTable, no_such_dialog
 from phpvoip.sip.headers import NameAddr, Via
+from phpvoip.sip.ids import new_branch, new_call_id
 from phpvoip.sip.message import Request, Response
 from phpvoip.sip.timers import Timers
-from phpvoip.sip.transaction import ServerTransaction, TransactionLayer, new_branch
+from phpvoip.sip.transaction import ServerTransaction, TransactionLayer
 from phpvoip.sip.uas import accepts, check_request, request_tag
 
 __all__ = ["ALLOWED_METHODS", "Engine"]
@@ -141,7 +141,7 @@ class Engine:
         return Address(transport, self.domain, 5060)
 
     def new_call_id(self) -> str:
-        return f"{secrets.token_hex(10)}@{self.local_address().host}"
+        return new_call_id(self.local_address().host)
 
     def send_direct(self, message: Request | Response, address: Address) -> None:
         """Outside any transaction: ACKs for 2xx and 2xx retransmissions."""

@@ -9,7 +9,6 @@ every stream (RFC 3264 §6), so the call connects with no RTP.
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +20,7 @@ from phpvoip.interfaces import NORMAL_CLEARING, IApplication, LegReply, LegState
 from phpvoip.legs.local import LocalLeg, local_pair
 from phpvoip.settings import Section
 from phpvoip.sip.headers import NameAddr
+from phpvoip.sip.ids import new_call_id, new_tag
 from phpvoip.sip.message import Request
 from phpvoip.sip.sdp import rejecting_answer
 from phpvoip.sip.uri import URI
@@ -28,7 +28,6 @@ from phpvoip.sip.uri import URI
 __all__ = ["Robot", "RobotSettings"]
 
 log = Logger()
-_call_numbers = itertools.count(1)
 
 
 @dataclass(frozen=True)
@@ -163,8 +162,8 @@ class Robot:
     def dial(self, to: str) -> defer.Deferred:
         """Place a call from the robot's number to `to` through the engine."""
         domain = self.engine.domain
-        call_id = f"robot-{self.name}-{next(_call_numbers)}"
-        me = NameAddr(URI("sip", self.number, domain), None, {"tag": call_id})
+        call_id = new_call_id(domain)
+        me = NameAddr(URI("sip", self.number, domain), None, {"tag": new_tag()})
         invite = Request("INVITE", URI("sip", to, domain))
         invite.add("From", me)
         invite.add("To", NameAddr(URI("sip", to, domain)))

@@ -24,8 +24,9 @@ from phpvoip.interfaces import Cause, ICallLeg, IncomingCall, LegReply, LegState
 from phpvoip.sip.address import Address
 from phpvoip.sip.dialog import Dialog, DialogError, UacDialogs, UacEvent, error_response
 from phpvoip.sip.headers import CSeq, NameAddr, Via
+from phpvoip.sip.ids import new_branch, new_tag
 from phpvoip.sip.message import Request, Response
-from phpvoip.sip.transaction import is_local, make_cancel, new_branch, new_tag
+from phpvoip.sip.transaction import is_local, make_cancel
 
 if TYPE_CHECKING:
     from phpvoip.engine import Engine

@@ -37,8 +37,9 @@ from phpvoip.settings import Section
 from phpvoip.sip.address import Address
 from phpvoip.sip.digest import DigestClient
 from phpvoip.sip.headers import CSeq, NameAddr
+from phpvoip.sip.ids import new_call_id, new_tag
 from phpvoip.sip.message import Request, Response
-from phpvoip.sip.transaction import is_local, new_tag
+from phpvoip.sip.transaction import is_local
 from phpvoip.sip.uri import URI
 
 __all__ = ["ChannelSettings", "SipChannel", "parse_settings"]
@@ -281,7 +282,7 @@ class SipChannel:
         from_.tag = new_tag()
         request.add("From", from_)
         request.add("To", NameAddr(target.copy()))
-        request.add("Call-ID", f"{new_tag()}{new_tag()}@{server.host}")
+        request.add("Call-ID", new_call_id(server.host))
         request.add("CSeq", CSeq(1, "OPTIONS"))
         return request
 

@@ -30,7 +30,6 @@ timeout, a local 503 on a transport error), and time comes from an `IReactorTime
 from __future__ import annotations
 
 import random as _random
-import secrets
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -43,8 +42,9 @@ from twisted.python.failure import Failure
 from phpvoip.sip.address import Address
 from phpvoip.sip.digest import DigestClient, choose_challenge
 from phpvoip.sip.headers import CSeq, NameAddr, canonical_key
+from phpvoip.sip.ids import new_call_id, new_tag
 from phpvoip.sip.message import Request, Response
-from phpvoip.sip.transaction import is_local, new_tag
+from phpvoip.sip.transaction import is_local
 from phpvoip.sip.uri import URI
 
 __all__ = [
@@ -199,7 +199,7 @@ class Registration:
         self.random = random
         self.name = name
         self.state = S.UNREGISTERED
-        self.call_id = f"{secrets.token_hex(10)}@{contact.host}"
+        self.call_id = new_call_id(contact.host)
         self.from_tag = new_tag()
         self.cseq = 0
         self.expires = self.policy.expires  # raised by 423 Min-Expires, then kept

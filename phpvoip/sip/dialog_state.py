@@ -19,6 +19,7 @@ from phpvoip.sip.dialog_reliability import AnswerRetransmitter, AnswerState, Sen
 from phpvoip.sip.dialog_routing import Hop, request_target, uri_hop
 from phpvoip.sip.errors import LocalProtocolError, ProtocolError
 from phpvoip.sip.headers import STAR, CSeq, NameAddr, Via
+from phpvoip.sip.ids import new_branch, new_tag
 from phpvoip.sip.message import Message, Request, Response
 from phpvoip.sip.timers import Timers
 from phpvoip.sip.uri import URI
@@ -51,16 +52,6 @@ _MAX_SEQ = 2**31 - 1  # §8.1.1.5: below 2**31
 # A terminated dialog's observers: none, and none can be added (when_terminated
 # calls them at once), so all share one empty tuple rather than a list each.
 _NONE_LEFT: Any = ()
-
-
-def new_tag() -> str:
-    """A fresh From/To tag: random, so that it is globally unique (§19.3)."""
-    return secrets.token_hex(6)
-
-
-def new_branch() -> str:
-    """A fresh Via branch with the RFC 3261 magic cookie (§8.1.1.7)."""
-    return "z9hG4bK" + secrets.token_hex(8)
 
 
 def _initial_seq() -> int:

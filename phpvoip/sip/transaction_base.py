@@ -11,7 +11,6 @@ layer's `TimerQueue` on one reactor timer; a firing timer is just another event
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable
 from enum import Enum
 from heapq import heapify, heappop, heappush
@@ -21,6 +20,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from phpvoip.sip.address import Address
 from phpvoip.sip.errors import LocalProtocolError
+from phpvoip.sip.ids import MAGIC_COOKIE, new_branch, new_tag
 from phpvoip.sip.message import Request, Response
 
 if TYPE_CHECKING:
@@ -38,9 +38,6 @@ __all__ = [
     "new_branch",
     "new_tag",
 ]
-
-# §8.1.1.7: every branch made by an RFC 3261 element starts with this.
-MAGIC_COOKIE = "z9hG4bK"
 
 # §17.2.1: the server INVITE transaction answers 100 Trying itself when the TU has
 # not answered within 200 ms.
@@ -89,17 +86,6 @@ def local_response(request: Request, status: int, reason: str | None = None) -> 
     response = LocalResponse(status, reason)
     response.fields = request.response(status).fields
     return response
-
-
-def new_branch() -> str:
-    """A fresh Via branch for a new client transaction: the magic cookie plus 80
-    random bits, so that it is unique in space and time (§8.1.1.7)."""
-    return MAGIC_COOKIE + secrets.token_hex(10)
-
-
-def new_tag() -> str:
-    """A fresh From/To tag (§19.3: at least 32 bits of randomness)."""
-    return secrets.token_hex(6)
 
 
 def is_reliable(address: Address) -> bool:
