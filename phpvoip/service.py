@@ -21,7 +21,7 @@ from phpvoip import config as config_module
 from phpvoip.config import Config, ConfigError
 from phpvoip.engine import Engine
 from phpvoip.router import Router
-from phpvoip.sip.transport import SipTransport
+from phpvoip.transport import SipTransport
 
 __all__ = ["SwitchService", "build_engine", "build_service"]
 

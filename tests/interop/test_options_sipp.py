@@ -18,7 +18,7 @@ from twisted.internet import defer, error
 from twisted.internet.protocol import ProcessProtocol
 
 from phpvoip.frontdoor import FrontDoor
-from phpvoip.sip.transport import SipTransport
+from phpvoip.transport import SipTransport
 
 pytestmark = pytest.mark.interop
 

@@ -21,7 +21,8 @@ from twisted.logger import LogLevel, globalLogPublisher
 from phpvoip.frontdoor import FrontDoor
 from phpvoip.sip.address import Address
 from phpvoip.sip.message import Request, Response, parse
-from phpvoip.sip.transport import MESSAGE, SipTransport, StreamFramer
+from phpvoip.sip.transport import MESSAGE, StreamFramer
+from phpvoip.transport import SipTransport
 
 TIMEOUT = 5.0
 HOST = "127.0.0.1"
