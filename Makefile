@@ -15,7 +15,7 @@ run: venv
 	$(BIN)/twistd -n phpvoip --config $(CONFIG)
 
 test: venv peers
-	$(BIN)/ruff check phpvoip tests bench twisted
+	$(BIN)/ruff check phpvoip tests bench twisted examples
 	$(BIN)/python -m pytest -q
 
 unit: venv
@@ -25,7 +25,7 @@ interop: venv peers
 	$(BIN)/python -m pytest -q tests/interop
 
 lint: venv
-	$(BIN)/ruff check phpvoip tests bench twisted
+	$(BIN)/ruff check phpvoip tests bench twisted examples
 
 venv: $(VENV)/.installed
 
