@@ -1,53 +1,52 @@
-"""The bridge (the seed's SipMixer + SipDialog): owns the two legs of one call.
+"""The bridge (the seed's SipMixer + SipDialog): owns the legs of one call.
 
 It hears what each leg reports and tells the other leg what to do, keeps the ring
-timeout and the maximum call length, and writes the call's record when it ends.
-Every SDP that crosses from one leg to the other passes through `_carry_sdp`, the one
+timeout and the maximum call length, fills in the call's `CallRecord` and publishes
+ringing, answer and transfer as call events. It is a state machine:
+
+    setup ─(callee answers)→ answered ─(rebridge)→ rebridging ─(joining answers)→ answered
+      │                          │                    │ (joining fails: back to answered,
+      │                          │                    │  or ended when nobody is left)
+      └──(fail / cancel / hangup)┴────(BYE / hangup)──┴──────────────────→ ended
+
+Events are named by the role of the leg that reports them: in setup the ``caller``
+(inbound) and ``callee`` (outbound) legs; once answered both are a ``party``; while
+re-bridging the party that stays is ``kept``, the one being replaced ``leaving`` and
+the new one ``joining``.
+
+**Re-bridging** is the one operation transfer, queue pickup and IVR exits are made of:
+keep one leg, dial a new one with the kept party's SDP, and when it answers, hang up
+the leaving leg and join the kept leg to the new one, re-INVITEing the kept party when
+the new media differs from what it had (same origin, next version: RFC 3264 §8).
+Until the new leg answers the call stays as it was, so a failed transfer leaves the
+parties talking.
+
+Every SDP that crosses from one leg to another passes through `_carry_sdp`, the one
 place where a media relay will rewrite it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 from twisted.internet import defer
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from phpvoip.callrecord import CallRecord
+from phpvoip.events import CallAnswered, CallEvents, CallRinging, CallTransferred
 from phpvoip.interfaces import Cause, ICallLeg, ICallLegListener, LegReply, LegState
+from phpvoip.sip.sdp import continue_origin, same_media, with_direction
+from phpvoip.statemachine import StateMachine
 
-__all__ = ["Bridge", "CallRecord", "failure_for_caller"]
+__all__ = ["Bridge", "BridgeState", "CallRecord", "RebridgeFailed", "failure_for_caller"]
 
 log = Logger()
 
-
-@dataclass(slots=True)
-class CallRecord:
-    """What the call-record (CDR) writer will need: who, when, and why it ended."""
-
-    id: str
-    call_id: str
-    caller: str
-    callee: str
-    routed_from: str
-    routed_to: str
-    inbound_module: str
-    outbound_module: str
-    start: float
-    answer: float | None = None
-    end: float | None = None
-    status: int | None = None  # final status the caller saw (200 if answered)
-    cause: str = ""
-    hangup_by: str = ""  # "caller", "callee" or "switch"
-
-    @property
-    def duration(self) -> float:
-        """Talk time in seconds (0 for unanswered calls)."""
-        if self.answer is None or self.end is None:
-            return 0.0
-        return self.end - self.answer
+SDP = "application/sdp"
+TRANSFERRED = Cause(None, "Call transferred", "local")
 
 
 def failure_for_caller(status: int, reason: str) -> tuple[int, str]:
@@ -67,11 +66,77 @@ def failure_for_caller(status: int, reason: str) -> tuple[int, str]:
     return status, reason
 
 
-@implementer(ICallLegListener)
-class Bridge:
-    """Relays between the inbound leg (faces the caller) and the outbound leg."""
+class RebridgeFailed(Exception):
+    """The new leg of a re-bridge did not answer: `status` and `reason` say why."""
 
-    SETUP, ANSWERED, ENDED = "setup", "answered", "ended"
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(f"{status} {reason}")
+        self.status = status
+        self.reason = reason
+
+
+class BridgeState(Enum):
+    SETUP = "setup"  # the destination is being dialled
+    ANSWERED = "answered"  # two legs joined
+    REBRIDGING = "rebridging"  # one leg kept, a new one dialled, the leaving one maybe still up
+    ENDED = "ended"
+
+
+B = BridgeState
+
+
+@implementer(ICallLegListener)
+class Bridge(StateMachine):
+    """Relays between the legs of one call; `inbound` faces the caller."""
+
+    TABLE = {
+        B.SETUP: {
+            "callee_progress": "_relay_progress",
+            "callee_answered": "_answered",
+            "callee_failed": "_callee_failed",
+            "callee_ended": "_callee_ended",
+            "callee_request": "_refuse_request",
+            "callee_refer": "_refuse_refer",
+            "caller_ended": "_caller_gone",
+            "caller_failed": "_caller_gave_up",  # a local caller hung up before answer
+            "caller_request": "_refuse_request",
+            "caller_refer": "_refuse_refer",
+            "hangup": "_hang_up_setup",
+            "ring_timeout": "_ring_timeout",
+            "rebridge": "_cannot_rebridge",
+        },
+        B.ANSWERED: {
+            "party_ended": "_party_ended",
+            "party_request": "_relay_request",
+            "party_refer": "_refer",
+            "hangup": "_hang_up_answered",
+            "too_long": "_too_long",
+            "rebridge": "_start_rebridge",
+        },
+        B.REBRIDGING: {
+            "kept_ended": "_kept_ended",
+            "kept_request": "_relay_kept_request",
+            "kept_refer": "_refuse_refer",
+            "leaving_ended": "_leaving_ended",
+            "leaving_request": "_relay_request",
+            "leaving_refer": "_refuse_refer",
+            "joining_progress": "_joining_progress",
+            "joining_answered": "_joined",
+            "joining_failed": "_joining_failed",
+            "joining_request": "_refuse_request",
+            "joining_refer": "_refuse_refer",
+            "hangup": "_hang_up_rebridging",
+            "too_long": "_too_long",
+            "ring_timeout": "_joining_not_answered",
+            "rebridge": "_cannot_rebridge",
+        },
+        B.ENDED: {
+            "hangup": "_ignore",
+            "ring_timeout": "_ignore",
+            "too_long": "_ignore",
+            "rebridge": "_cannot_rebridge",
+        },
+    }
 
     def __init__(
         self,
@@ -82,6 +147,8 @@ class Bridge:
         ring_timeout: float,
         max_duration: float,
         on_end: Callable[[Bridge], None],
+        events: CallEvents | None = None,
+        on_refer: Callable[..., Any] | None = None,
     ) -> None:
         self.record = record
         self.inbound = inbound
@@ -90,108 +157,338 @@ class Bridge:
         self.ring_timeout = ring_timeout
         self.max_duration = max_duration
         self.on_end = on_end
-        self.state = self.SETUP
+        self.events = events if events is not None else CallEvents()
+        # Called as on_refer(bridge, referrer, target, referred_by, report) for a
+        # REFER; None refuses every transfer.
+        self.on_refer = on_refer
+        self.state = B.SETUP
+        self.parties: list[Any] = [inbound, outbound]  # the two legs joined once answered
+        self.kept: Any = None
+        self.leaving: Any = None
+        self.joining: Any = None
+        self._joined_sides: dict[Any, str] | None = None  # sides of legs joined by re-bridges
+        self._rebridged: defer.Deferred | None = None
+        self._on_join_progress: Callable[[int, str], None] | None = None
+        self._join_info: tuple[str, str] = ("", "")  # (by, module) of the running re-bridge
+        self._sdp_to: dict[Any, bytes | None] = {}  # the last SDP each leg's far end was sent
+        self._continuing: set[Any] | None = None  # legs whose far end must keep seeing one session
         self._timer: Any = None
+        self._join_timer: Any = None
         inbound.listener = self
         outbound.listener = self
 
     def __repr__(self) -> str:
-        return f"<Bridge {self.record.id} {self.state}>"
+        return f"<Bridge {self.record.id} {self.state.value}>"
 
     def start(self) -> None:
         """Dial the destination with the caller's offer and start the ring timer."""
-        self.outbound.offer = self._carry_sdp(self.inbound, self.inbound.remote_sdp)
-        self._timer = self.clock.callLater(self.ring_timeout, self._ring_timeout)
+        self.outbound.offer = self._carry_sdp(self.outbound, self.inbound.remote_sdp)
+        self._timer = self.clock.callLater(self.ring_timeout, self._event, "ring_timeout")
         self.outbound.dial()
 
-    # -- what the legs report ----------------------------------------------------
+    # -- what the legs report (ICallLegListener) ------------------------------------------------
+
+    def _role(self, leg: Any) -> str:
+        state = self.state
+        if state is B.SETUP:
+            return "caller" if leg is self.inbound else "callee"
+        if state is B.REBRIDGING:
+            if leg is self.kept:
+                return "kept"
+            return "joining" if leg is self.joining else "leaving"
+        return "party"
 
     def leg_progress(self, leg: ICallLeg, status: int, reason: str, sdp: bytes | None) -> None:
-        if leg is self.outbound and self.state == self.SETUP and status > 100:
-            self.inbound.progress(status, reason, self._carry_sdp(leg, sdp))
+        self._event(self._role(leg) + "_progress", leg, status, reason, sdp)
 
     def leg_answered(self, leg: ICallLeg, sdp: bytes | None) -> None:
-        if leg is not self.outbound or self.state != self.SETUP:
-            return
-        self.state = self.ANSWERED
-        self._cancel_timer()
-        self.record.answer = self.clock.seconds()
-        self.record.status = 200
-        self._timer = self.clock.callLater(self.max_duration, self._too_long)
-        self.inbound.answer(self._carry_sdp(leg, sdp))
+        self._event(self._role(leg) + "_answered", leg, sdp)
 
     def leg_failed(self, leg: ICallLeg, status: int, reason: str) -> None:
-        if self.state == self.ENDED:
-            return
-        if leg is self.outbound:
-            status, reason = failure_for_caller(status, reason)
-            self.inbound.reject(status, reason)
-            self._end(status, f"{status} {reason}", "callee")
-        else:
-            # An inbound leg "fails" only when it is local (an app hanging up
-            # before answer): treat it as the caller giving up.
-            self.outbound.hangup(Cause(status, reason, "remote"))
-            self._end(487, f"{status} {reason}", "caller")
+        self._event(self._role(leg) + "_failed", leg, status, reason)
 
     def leg_ended(self, leg: ICallLeg, cause: Cause) -> None:
-        if self.state == self.ENDED:
-            return
-        other = self.outbound if leg is self.inbound else self.inbound
-        other.hangup(cause)
-        side = "caller" if leg is self.inbound else "callee"
-        if cause.origin == "timeout":
-            side = "switch"
-        status = self.record.status if self.state == self.ANSWERED else (cause.status or 487)
-        self._end(status, cause.text or "Normal call clearing", side)
+        self._event(self._role(leg) + "_ended", leg, cause)
 
     def leg_request(
         self, leg: ICallLeg, method: str, body: bytes, content_type: str | None, headers: Any
     ) -> defer.Deferred:
-        if self.state != self.ANSWERED:
-            return defer.succeed(LegReply(491 if method == "INVITE" else 481))
-        other = self.outbound if leg is self.inbound else self.inbound
-        if content_type == "application/sdp" and body:
-            body = self._carry_sdp(leg, body) or b""
-        d = defer.maybeDeferred(other.request, method, body, content_type, headers)
+        return self._event(self._role(leg) + "_request", leg, method, body, content_type, headers)
 
-        def carry_answer(reply: LegReply) -> LegReply:
-            if reply.content_type == "application/sdp" and reply.body:
-                body = self._carry_sdp(other, reply.body) or b""
-                return LegReply(reply.status, reply.reason, body, reply.content_type)
-            return reply
+    def leg_refer(self, leg: ICallLeg, target: Any, referred_by: Any, report: Any) -> Any:
+        return self._event(self._role(leg) + "_refer", leg, target, referred_by, report)
 
-        return d.addCallback(carry_answer)
-
-    # -- the switch's own decisions ------------------------------------------------
+    # -- the switch's own decisions ----------------------------------------------------------------
 
     def hangup(self, cause: Cause) -> None:
         """End the call from the switch's side (operator, shutdown, limits)."""
-        if self.state == self.ENDED:
+        self._event("hangup", cause)
+
+    def rebridge(self, keep: Any, joining: Any, by: str = "switch", module: str = "",
+                 ring_timeout: float | None = None,
+                 on_progress: Callable[[int, str], None] | None = None) -> defer.Deferred:
+        """Join `keep` (one of the two parties) to `joining` (an outbound leg not
+        dialled yet) instead of the other party. Fires with `joining` once it has
+        answered and the other party is hung up; fails with `RebridgeFailed` when
+        it does not answer (the call then stays as it was). `on_progress(status,
+        reason)` hears the new leg's provisional responses."""
+        return self._event("rebridge", keep, joining, by, module, ring_timeout, on_progress)
+
+    def other(self, leg: Any) -> Any:
+        """The party `leg` talks to (or would talk to again after a re-bridge)."""
+        if self.state is B.REBRIDGING:
+            return self.leaving if leg is self.kept else self.kept
+        first, second = self.parties
+        return second if leg is first else first
+
+    def side_of(self, leg: Any) -> str:
+        """"caller" or "callee": which side of the original call `leg` is on."""
+        if leg is self.inbound:
+            return "caller"
+        if leg is self.outbound:
+            return "callee"
+        sides = self._joined_sides
+        return "switch" if sides is None else sides.get(leg, "switch")
+
+    # -- setup -------------------------------------------------------------------------------------
+
+    def _relay_progress(self, leg: Any, status: int, reason: str, sdp: bytes | None) -> None:
+        if status <= 100:
             return
-        if self.state == self.SETUP:
-            self.outbound.hangup(cause)
-            self.inbound.reject(cause.status or 480, cause.text or "Temporarily Unavailable")
-            self._end(cause.status or 480, cause.text, "switch")
-        else:
-            self.outbound.hangup(cause)
-            self.inbound.hangup(cause)
-            self._end(self.record.status, cause.text, "switch")
+        record = self.record
+        if record.ring is None:
+            record.ring = self.clock.seconds()
+            self.events.publish(CallRinging(record, record.ring, status))
+        self.inbound.progress(status, reason, self._carry_sdp(self.inbound, sdp))
+
+    def _answered(self, leg: Any, sdp: bytes | None) -> None:
+        self.state = B.ANSWERED
+        self._cancel_timer()
+        record = self.record
+        record.answer = self.clock.seconds()
+        record.status = 200
+        self._timer = self.clock.callLater(self.max_duration, self._event, "too_long")
+        self.inbound.answer(self._carry_sdp(self.inbound, sdp))
+        self.events.publish(CallAnswered(record, record.answer, record.answer - record.start))
+
+    def _callee_failed(self, leg: Any, status: int, reason: str) -> None:
+        status, reason = failure_for_caller(status, reason)
+        self.inbound.reject(status, reason)
+        self._end(status, f"{status} {reason}", "callee")
+
+    def _callee_ended(self, leg: Any, cause: Cause) -> None:
+        self.inbound.hangup(cause)
+        status = cause.status or 487
+        self._end(status, cause.text or "Normal call clearing", "callee")
+
+    def _caller_gone(self, leg: Any, cause: Cause) -> None:
+        self.outbound.hangup(cause)
+        self._end(cause.status or 487, cause.text or "Caller cancelled", "caller", cancelled=True)
+
+    def _caller_gave_up(self, leg: Any, status: int, reason: str) -> None:
+        self.outbound.hangup(Cause(status, reason, "remote"))
+        self._end(487, f"{status} {reason}", "caller", cancelled=True)
+
+    def _refuse_request(self, leg: Any, method: str, body: bytes, content_type: Any,
+                        headers: Any) -> defer.Deferred:
+        return defer.succeed(LegReply(491 if method == "INVITE" else 481))
+
+    def _refuse_refer(self, leg: Any, target: Any, referred_by: Any, report: Any) -> LegReply:
+        return LegReply(491, "Request Pending")
+
+    def _hang_up_setup(self, cause: Cause) -> None:
+        self.outbound.hangup(cause)
+        self.inbound.reject(cause.status or 480, cause.text or "Temporarily Unavailable")
+        self._end(cause.status or 480, cause.text, "switch")
 
     def _ring_timeout(self) -> None:
         self._timer = None
         log.info("call {call} not answered in {seconds}s", call=self.record.id, seconds=self.ring_timeout)
-        self.hangup(Cause(480, "No Answer", "local"))
+        self._hang_up_setup(Cause(480, "No Answer", "local"))
+
+    # -- answered --------------------------------------------------------------------------------
+
+    def _party_ended(self, leg: Any, cause: Cause) -> None:
+        self.other(leg).hangup(cause)
+        side = "switch" if cause.origin == "timeout" else self.side_of(leg)
+        self._end(200, cause.text or "Normal call clearing", side, cause_status=cause.status)
+
+    def _relay_request(self, leg: Any, method: str, body: bytes, content_type: str | None,
+                       headers: Any) -> defer.Deferred:
+        other = self.other(leg)
+        if content_type == SDP and body:
+            body = self._carry_sdp(other, body) or b""
+        d = defer.maybeDeferred(other.request, method, body, content_type, headers)
+
+        def carry_answer(reply: LegReply) -> LegReply:
+            if reply.content_type == SDP and reply.body:
+                return LegReply(reply.status, reply.reason, self._carry_sdp(leg, reply.body) or b"",
+                                reply.content_type)
+            return reply
+
+        return d.addCallback(carry_answer)
+
+    def _refer(self, leg: Any, target: Any, referred_by: Any, report: Any) -> Any:
+        if self.on_refer is None:
+            return LegReply(603, "Transfer Not Allowed")
+        return self.on_refer(self, leg, target, referred_by, report)
+
+    def _hang_up_answered(self, cause: Cause) -> None:
+        for leg in self.parties:
+            leg.hangup(cause)
+        self._end(200, cause.text, "switch", cause_status=cause.status)
 
     def _too_long(self) -> None:
         self._timer = None
         log.info("call {call} reached its maximum length", call=self.record.id)
         self.hangup(Cause(None, "Maximum call length reached", "local"))
 
-    # -- helpers -------------------------------------------------------------------
+    # -- re-bridging -----------------------------------------------------------------------------
 
-    def _carry_sdp(self, from_leg: ICallLeg, sdp: bytes | None) -> bytes | None:
-        """The SDP one leg sent, as the other leg should see it (unchanged while
-        media flows directly between the endpoints)."""
+    def _cannot_rebridge(self, keep: Any, joining: Any, *rest: Any) -> defer.Deferred:
+        status = 481 if self.state is B.ENDED else 491
+        return defer.fail(RebridgeFailed(status, f"call is {self.state.value}"))
+
+    def _start_rebridge(self, keep: Any, joining: Any, by: str, module: str,
+                        ring_timeout: float | None, on_progress: Any) -> defer.Deferred:
+        if keep is not self.parties[0] and keep is not self.parties[1]:
+            return defer.fail(ValueError(f"{keep!r} is not a party of {self!r}"))
+        leaving = self.other(keep)
+        self.state = B.REBRIDGING
+        self.kept, self.leaving, self.joining = keep, leaving, joining
+        if self._joined_sides is None:
+            self._joined_sides = {}
+        self._joined_sides[joining] = self.side_of(leaving)
+        self._join_info = (by, module)
+        self._on_join_progress = on_progress
+        self._rebridged = d = defer.Deferred()
+        joining.listener = self
+        # The new party is offered what the kept party last offered or answered,
+        # as a fresh, un-held session (its hold may have been for the old party).
+        offer = keep.remote_sdp
+        joining.offer = self._carry_sdp(joining, with_direction(offer) if offer else None)
+        self._join_timer = self.clock.callLater(
+            self.ring_timeout if ring_timeout is None else ring_timeout, self._event, "ring_timeout"
+        )
+        joining.dial()
+        return d
+
+    def _joining_progress(self, leg: Any, status: int, reason: str, sdp: bytes | None) -> None:
+        if self._on_join_progress is not None and status > 100:
+            self._on_join_progress(status, reason)
+
+    def _joined(self, leg: Any, sdp: bytes | None) -> None:
+        self._cancel_join_timer()
+        keep, leaving = self.kept, self.leaving
+        self.state = B.ANSWERED
+        self.parties = [keep, leg]
+        self.kept = self.leaving = self.joining = None
+        by, module = self._join_info
+        d, self._rebridged = self._rebridged, None
+        record = self.record
+        target = getattr(getattr(leg, "remote_party", None), "uri", None)
+        target_text = (target.user or target.host) if target is not None else ""
+        record.transfers.append(target_text)
+        if module:
+            record.outbound_module = module
+        # The transferor hears "200 OK" (NOTIFY) before its BYE.
+        d.callback(leg)  # type: ignore[union-attr]
+        if leaving is not None:
+            leaving.listener = None
+            leaving.hangup(TRANSFERRED)
+        self.events.publish(CallTransferred(record, self.clock.seconds(), target_text, by, module))
+        self._offer_new_media(keep, leg, sdp)
+
+    def _offer_new_media(self, keep: Any, joined: Any, sdp: bytes | None) -> None:
+        """Re-INVITE the kept party with the new party's SDP when the media changed,
+        and tell the new party if the kept party's answer differs from what it got."""
+        if sdp is None or same_media(sdp, self._sdp_to.get(keep)):
+            return
+        if self._continuing is None:
+            self._continuing = set()
+        self._continuing.add(keep)
+        offer = self._carry_sdp(keep, sdp)
+
+        def answered(reply: LegReply) -> None:
+            if not 200 <= reply.status < 300 or reply.content_type != SDP or not reply.body:
+                log.info("call {call}: re-INVITE after re-bridge answered {status}",
+                         call=self.record.id, status=reply.status)
+                return
+            if self.state is B.ANSWERED and not same_media(reply.body, self._sdp_to.get(joined)):
+                joined.request("INVITE", self._carry_sdp(joined, reply.body), SDP)
+
+        keep.request("INVITE", offer, SDP).addCallback(answered).addErrback(
+            lambda f: log.failure("re-INVITE after re-bridge failed", f, call=self.record.id)
+        )
+
+    def _joining_failed(self, leg: Any, status: int, reason: str) -> None:
+        self._cancel_join_timer()
+        leg.listener = None
+        keep, leaving = self.kept, self.leaving
+        self.kept = self.leaving = self.joining = None
+        d, self._rebridged = self._rebridged, None
+        # Back to how the call was; with the leaving party gone, the kept one is
+        # alone and its call ends once the failure is reported.
+        self.state = B.ANSWERED
+        self.parties = [keep, leaving if leaving is not None else leg]
+        d.errback(RebridgeFailed(status, reason))  # type: ignore[union-attr]
+        if leaving is None and self.state is B.ANSWERED:
+            keep.hangup(Cause(status, reason, "local"))
+            self._end(200, f"transfer failed: {status} {reason}", "switch", cause_status=status)
+
+    def _joining_not_answered(self) -> None:
+        self._join_timer = None
+        joining = self.joining
+        joining.listener = None
+        joining.hangup(Cause(480, "No Answer", "local"))
+        self._joining_failed(joining, 480, "No Answer")
+
+    def _kept_ended(self, leg: Any, cause: Cause) -> None:
+        joining, leaving = self.joining, self.leaving
+        self._stop_rebridge(Cause(487, cause.text or "Call ended", "remote"))
+        if leaving is not None:
+            leaving.hangup(cause)
+        joining.hangup(cause)
+        side = "switch" if cause.origin == "timeout" else self.side_of(leg)
+        self._end(200, cause.text or "Normal call clearing", side, cause_status=cause.status)
+
+    def _leaving_ended(self, leg: Any, cause: Cause) -> None:
+        """The party being replaced hung up (a transferor usually does once its
+        REFER is accepted): the kept party waits for the new one alone."""
+        leg.listener = None
+        self.leaving = None
+
+    def _relay_kept_request(self, leg: Any, method: str, body: bytes, content_type: str | None,
+                            headers: Any) -> defer.Deferred:
+        if self.leaving is None:
+            return defer.succeed(LegReply(491 if method in ("INVITE", "UPDATE") else 481))
+        return self._relay_request(leg, method, body, content_type, headers)
+
+    def _hang_up_rebridging(self, cause: Cause) -> None:
+        keep, leaving, joining = self.kept, self.leaving, self.joining
+        self._stop_rebridge(Cause(487, cause.text or "Call ended", "local"))
+        for leg in (joining, keep, leaving):
+            if leg is not None:
+                leg.hangup(cause)
+        self._end(200, cause.text, "switch", cause_status=cause.status)
+
+    def _stop_rebridge(self, cause: Cause) -> None:
+        self._cancel_join_timer()
+        if self.joining is not None:
+            self.joining.listener = None
+        d, self._rebridged = self._rebridged, None
+        if d is not None:
+            d.errback(RebridgeFailed(cause.status or 487, cause.text))
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _carry_sdp(self, to_leg: Any, sdp: bytes | None) -> bytes | None:
+        """The SDP a leg's far end sent, as `to_leg`'s far end should see it:
+        unchanged while media flows directly between the endpoints, except that a
+        party that has been re-bridged keeps seeing one session (its origin)."""
+        if sdp is not None and self._continuing is not None and to_leg in self._continuing:
+            sdp = continue_origin(sdp, self._sdp_to.get(to_leg))
+        self._sdp_to[to_leg] = sdp
         return sdp
 
     def _cancel_timer(self) -> None:
@@ -199,24 +496,29 @@ class Bridge:
             self._timer.cancel()
         self._timer = None
 
-    def _end(self, status: int | None, cause: str, by: str) -> None:
-        self.state = self.ENDED
+    def _cancel_join_timer(self) -> None:
+        if self._join_timer is not None and self._join_timer.active():
+            self._join_timer.cancel()
+        self._join_timer = None
+
+    def _end(self, status: int | None, reason: str, by: str, cause_status: int | None = None,
+             cancelled: bool = False) -> None:
+        self.state = B.ENDED
         self._cancel_timer()
-        record = self.record
-        record.end = self.clock.seconds()
-        if record.status is None:
-            record.status = status
-        record.cause = cause
-        record.hangup_by = by
+        self._cancel_join_timer()
+        self.record.finish(self.clock.seconds(), status, reason, by, cause_status, cancelled)
         # The legs outlive the call: their transactions stay for 64*T1 to absorb
         # retransmissions. Were they still to point here, the bridge and the other
         # leg would live as long, and every full garbage collection would walk
         # them (at 400 calls/s that is what made the collector pause past T1).
-        # Every event an ended bridge could hear is one it ignores.
-        self.inbound.listener = None
-        self.outbound.listener = None
+        for leg in (self.inbound, self.outbound, *self.parties):
+            leg.listener = None
+        self.parties = []
+        self._joined_sides = None
+        self._sdp_to.clear()
+        self._continuing = None
         self.on_end(self)
 
     @property
     def legs_terminated(self) -> bool:
-        return self.inbound.state == LegState.TERMINATED and self.outbound.state == LegState.TERMINATED
+        return self.inbound.state is LegState.TERMINATED and self.outbound.state is LegState.TERMINATED

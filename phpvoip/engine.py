@@ -4,22 +4,25 @@ The engine is the transaction user of `phpvoip.sip.transaction.TransactionLayer`
 (DESIGN.md §1, seed "engine logic for INVITE"):
 
 - a request inside a dialog goes to the leg that owns the dialog (481 if none);
-- an out-of-dialog request other than INVITE goes to the modules in order, and
-  gets the front door's stateless answer if none takes it;
+- an out-of-dialog non-INVITE goes to the modules in order, and gets the front
+  door's stateless answer if none takes it (a REFER outside a dialog is refused);
 - an INVITE gets 100 Trying at once; From == To → 400; `callin()` over the modules
   finds the caller's module (none → 403); the router rewrites the request;
-  `callout()` finds the destination's module (none → 404); a `Bridge` owns both
-  legs from then on.
+  `callout()` finds the destination's module (none → 404); a `Bridge` owns the legs
+  from then on.
+
+Every attempt opens a `CallRecord` and is published as call events
+(`phpvoip.events`) from `CallAttempted` to `CallEnded`, refused ones included.
 
 Modules are asked in order of weight, highest first; a module declines with
 `NotMine` and refuses with `CallRejected`. Nothing here blocks: a module may answer
-with a Deferred and the engine carries on when it fires.
+with a Deferred and the engine carries on when it fires. SIP legs see only the
+`LegHost`; modules and applications see this engine through `IEngine`.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
@@ -29,38 +32,44 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from phpvoip import __version__
-from phpvoip.bridge import Bridge, CallRecord
+from phpvoip.bridge import Bridge, RebridgeFailed
+from phpvoip.callrecord import CallRecord
 from phpvoip.config import CallSettings
+from phpvoip.events import CallAttempted, CallEnded, CallEvents, CallRouted, RecentCalls
 from phpvoip.frontdoor import FrontDoor
 from phpvoip.interfaces import (
     NORMAL_CLEARING,
     CallRejected,
     Cause,
     IEngine,
-    IModule,
     IncomingCall,
     IRouter,
+    LegReply,
+    LegState,
     NotMine,
 )
+from phpvoip.legs.host import LegHost
 from phpvoip.legs.local import local_pair
 from phpvoip.legs.sip import InboundLeg, OutboundLeg
 from phpvoip.router import Router
 from phpvoip.sip.address import Address
-from phpvoip.sip.dialog import Dialog, DialogTable, no_such_dialog
-from phpvoip.sip.headers import NameAddr, Via
-from phpvoip.sip.ids import new_branch, new_call_id
+from phpvoip.sip.dialog import no_such_dialog
+from phpvoip.sip.headers import Via
+from phpvoip.sip.ids import new_branch
 from phpvoip.sip.message import Request, Response
 from phpvoip.sip.timers import Timers
 from phpvoip.sip.transaction import ServerTransaction, TransactionLayer
 from phpvoip.sip.uas import accepts, check_request, request_tag
+from phpvoip.transfer import transfer_request
 
 __all__ = ["ALLOWED_METHODS", "Engine"]
 
 log = Logger()
 
-ALLOWED_METHODS = ("INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "INFO", "UPDATE", "MESSAGE", "REGISTER")
+ALLOWED_METHODS = (
+    "INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "INFO", "UPDATE", "MESSAGE", "REGISTER", "REFER",
+)
 SUPPORTED: tuple[str, ...] = ()
-_ALLOW = ", ".join(ALLOWED_METHODS)
 RECORDS_KEPT = 1000
 DEFAULT_TIMERS = Timers()
 DEFAULT_CALL_SETTINGS = CallSettings()
@@ -93,18 +102,27 @@ class Engine:
         self.router: IRouter = router if router is not None else Router()
         self.modules = sorted(modules, key=lambda m: -m.weight)
         self.layer = TransactionLayer(clock, transport.send, self, timers)
-        self.dialogs = DialogTable()
+        self.host = LegHost(transport, self.layer, clock, timers, domain, call_settings.keepalive_interval,
+                            ", ".join(ALLOWED_METHODS), ", ".join(SUPPORTED), self.user_agent)
         self.front_door = FrontDoor(
             transport, domain, allowed_methods=ALLOWED_METHODS, supported=SUPPORTED
         )
+        self.events = CallEvents()
+        self.recent = RecentCalls(RECORDS_KEPT)
+        self.events.add(self.recent)
         self.calls: dict[str, Bridge] = {}
-        self.records: deque[CallRecord] = deque(maxlen=RECORDS_KEPT)
-        self._owners: dict[Any, Any] = {}  # DialogId -> leg
-        self._ringing: dict[ServerTransaction, Any] = {}  # INVITE transaction -> inbound leg / call
-        self._legs = 0
 
     def __repr__(self) -> str:
         return f"<Engine {self.domain} calls={len(self.calls)}>"
+
+    @property
+    def records(self) -> Any:
+        """The records of the last ended calls, newest last (a `RecentCalls` observer)."""
+        return self.recent.records
+
+    @property
+    def dialogs(self) -> Any:
+        return self.host.dialogs
 
     # -- life cycle ------------------------------------------------------------------
 
@@ -114,8 +132,7 @@ class Engine:
         )
 
     def stop(self) -> defer.Deferred:
-        for bridge in list(self.calls.values()):
-            bridge.hangup(Cause(503, "Switch shutting down", "local"))
+        self.hangup_all(Cause(503, "Switch shutting down", "local"))
         return defer.gatherResults([defer.maybeDeferred(m.stop) for m in self.modules], consumeErrors=True)
 
     def counts(self) -> dict[str, int]:
@@ -123,51 +140,22 @@ class Engine:
         transactions = self.layer.counts()
         return {
             "calls": len(self.calls),
-            "legs": self._legs,
-            "dialogs": len(self.dialogs),
+            "legs": self.host.live_legs,
+            "dialogs": len(self.host.dialogs),
             "client_transactions": transactions["client"],
             "server_transactions": transactions["server"],
         }
 
-    # -- what legs and modules use (IEngine) --------------------------------------------------
+    # -- what modules and applications use (IEngine) --------------------------------------------
 
     def local_address(self, transport: str = "udp") -> Address:
-        addresses = self.transport.local_addresses()
-        for address in addresses:
-            if address.transport == transport:
-                return address
-        if addresses:
-            return addresses[0]
-        return Address(transport, self.domain, 5060)
-
-    def new_call_id(self) -> str:
-        return new_call_id(self.local_address().host)
-
-    def send_direct(self, message: Request | Response, address: Address) -> None:
-        """Outside any transaction: ACKs for 2xx and 2xx retransmissions."""
-        self.transport.send(message, address)
-
-    def add_contact(self, message: Request | Response, transport: str, party: NameAddr | None) -> None:
-        local = self.local_address(transport)
-        user = party.uri.user if party is not None and party.uri.is_sip else None
-        host = f"[{local.host}]" if ":" in local.host else local.host
-        params = ";transport=tcp" if local.transport == "tcp" else ""
-        user_part = f"{user}@" if user else ""
-        message.set("Contact", f"<sip:{user_part}{host}:{local.port}{params}>")
-
-    def add_capabilities(self, message: Request | Response) -> None:
-        message.set("Allow", _ALLOW)
-        if SUPPORTED:
-            message.set("Supported", ", ".join(SUPPORTED))
-        message.set("User-Agent" if isinstance(message, Request) else "Server", self.user_agent)
+        return self.host.local_address(transport)
 
     def inbound_leg(self, call: IncomingCall) -> InboundLeg:
-        self._legs += 1
-        return InboundLeg(self, call)
+        return InboundLeg(self.host, call)
 
     def outbound_leg(self, invite: Request, destination: Address, credentials: Any = None) -> OutboundLeg:
-        self._legs += 1
-        return OutboundLeg(self, invite, destination, credentials)
+        return OutboundLeg(self.host, invite, destination, credentials)
 
     def local_pair(self) -> tuple[Any, Any]:
         return local_pair()
@@ -192,29 +180,82 @@ class Engine:
         self.layer.send_request(request, destination, answered)
         return d
 
-    # -- bookkeeping legs report ------------------------------------------------------------
+    def add_observer(self, observer: Any) -> None:
+        self.events.add(observer)
 
-    def inbound_started(self, leg: InboundLeg) -> None:
-        if leg.transaction is not None:
-            self._ringing[leg.transaction] = leg
+    def remove_observer(self, observer: Any) -> None:
+        self.events.remove(observer)
 
-    def inbound_settled(self, leg: InboundLeg) -> None:
-        if leg.transaction is not None:
-            self._ringing.pop(leg.transaction, None)
+    def hangup(self, call_id: str, cause: Cause | None = None) -> bool:
+        bridge = self.calls.get(call_id)
+        if bridge is None:
+            return False
+        bridge.hangup(cause or Cause(None, "Hung up by the switch", "local"))
+        return True
 
-    def dialog_started(self, dialog: Dialog, leg: Any) -> None:
-        key = dialog.id
-        self.dialogs.add(dialog)
-        self._owners[key] = leg
-        dialog.when_terminated(lambda d: self._owners.pop(key, None))
+    def hangup_all(self, cause: Cause = NORMAL_CLEARING) -> None:
+        for bridge in list(self.calls.values()):
+            bridge.hangup(cause)
 
-    def dialog_owner(self, dialog: Dialog) -> Any:
-        return self._owners.get(dialog.id)
+    def rebridge(self, call_id: str, keep: Any, joining: Any, by: str = "switch", module: str = "",
+                 on_progress: Any = None) -> defer.Deferred:
+        bridge = self.calls.get(call_id)
+        if bridge is None:
+            return defer.fail(RebridgeFailed(481, "No such call"))
+        return bridge.rebridge(keep, joining, by, module, on_progress=on_progress)
 
-    def leg_finished(self, leg: Any) -> None:
-        self._legs -= 1
-        if getattr(leg, "transaction", None) is not None:
-            self._ringing.pop(leg.transaction, None)
+    def transfer(self, call_id: str, keep: Any, target: Any, by: str = "switch",
+                 referred_by: str | None = None, on_progress: Any = None) -> defer.Deferred:
+        bridge = self.calls.get(call_id)
+        if bridge is None:
+            return defer.fail(RebridgeFailed(481, "No such call"))
+        d = self._destination_for(bridge, keep, target, referred_by)
+
+        def found(answer: tuple[Any, str]) -> defer.Deferred:
+            leg, module = answer
+            return bridge.rebridge(keep, leg, by, module, on_progress=on_progress)
+
+        return d.addCallback(found)
+
+    def _destination_for(self, bridge: Bridge, keep: Any, target: Any,
+                         referred_by: str | None) -> defer.Deferred:
+        """Route `target` as a call from `keep`'s party, and ask the modules'
+        `callout` for the leg; fails with `RebridgeFailed` (404 when none takes it)."""
+        template = transfer_request(target, keep.remote_party, self.domain, self.host.new_call_id(),
+                                    referred_by)
+        routed = self.router.route(template)
+        call = IncomingCall(template, None, None, template.call_id, {"transfer": True}, bridge.record.id)
+        d = self._ask("callout", routed, call)
+
+        def refused(failure: Failure) -> None:
+            failure.trap(NotMine, CallRejected)
+            if failure.check(CallRejected):
+                raise RebridgeFailed(failure.value.status, failure.value.reason or "Refused")
+            raise RebridgeFailed(404, "Not Found")
+
+        return d.addErrback(refused)
+
+    def _refer(self, bridge: Bridge, referrer: Any, target: Any, referred_by: str | None,
+               report: Any) -> defer.Deferred:
+        """A party's REFER (blind transfer): 202 once the target is being called,
+        then its progress and outcome for the transferor's NOTIFYs."""
+        keep = bridge.other(referrer)
+        by = bridge.side_of(referrer)
+        d = self._destination_for(bridge, keep, target, referred_by)
+
+        def found(answer: tuple[Any, str]) -> LegReply:
+            leg, module = answer
+            log.info("call {call}: the {by} transfers it to {target}", call=bridge.record.id, by=by,
+                     target=str(target))
+            joined = bridge.rebridge(keep, leg, by, module, on_progress=report)
+            joined.addCallbacks(lambda _: report(200, "OK"), lambda f: _report_failure(f, report))
+            return LegReply(202, "Accepted")
+
+        def not_placed(failure: Failure) -> LegReply:
+            failure.trap(RebridgeFailed)
+            return LegReply(failure.value.status, failure.value.reason)
+
+        return d.addCallbacks(found, not_placed)
 
     # -- the transaction user -------------------------------------------------------------------
 
@@ -237,18 +278,18 @@ class Engine:
             self._out_of_dialog(request, transaction)
 
     def ack_received(self, ack: Request, source: Address) -> None:
-        dialog = self.dialogs.match(ack)
+        dialog = self.host.dialogs.match(ack)
         if dialog is None:
             log.debug("ACK for no dialog dropped", callID=ack.call_id)
             return
-        leg = self._owners.get(dialog.id)
+        leg = self.host.owners.get(dialog.id)
         if leg is not None:
             leg.ack_received(ack)
         else:
             dialog.receive_request(ack)
 
     def cancel_received(self, cancel: Request, invite_transaction: ServerTransaction) -> None:
-        pending = self._ringing.pop(invite_transaction, None)
+        pending = self.host.waiting.pop(invite_transaction, None)
         if isinstance(pending, InboundLeg):
             pending.cancelled(cancel)
         elif isinstance(pending, IncomingCall):
@@ -258,21 +299,25 @@ class Engine:
         """A response no transaction wanted: a 2xx retransmitted after the INVITE
         transaction ended gets its ACK again (§13.2.2.4)."""
         if 200 <= response.status < 300 and response.cseq.method == "INVITE":
-            dialog = self.dialogs.find(response.call_id, response.from_.tag or "", response.to.tag)
+            dialog = self.host.dialogs.find(response.call_id, response.from_.tag or "", response.to.tag)
             if dialog is not None:
                 dialog.on_2xx_retransmission(response)
 
     # -- dispatch ----------------------------------------------------------------------------------
 
     def _in_dialog(self, request: Request, transaction: ServerTransaction) -> None:
-        dialog = self.dialogs.match(request)
-        leg = self._owners.get(dialog.id) if dialog is not None else None
+        leg = self.host.owner_of(request)
         if leg is None:
             transaction.respond(no_such_dialog(request))
             return
         leg.request_received(request, transaction)
 
     def _out_of_dialog(self, request: Request, transaction: ServerTransaction) -> None:
+        if request.method == "REFER":
+            # RFC 3515 allows a REFER outside any dialog; this switch transfers
+            # only calls it carries, asked by one of their parties.
+            self._respond(transaction, request.response(403, "REFER Outside A Dialog", request_tag(request)))
+            return
         d = self._ask("request", request, transaction, transaction.source)
 
         def nobody(failure: Failure) -> None:
@@ -284,53 +329,70 @@ class Engine:
         d.addErrback(nobody)
         d.addErrback(self._module_bug, transaction, request)
 
+    def _open_record(self, invite: Request, source: Address | None) -> CallRecord:
+        record = CallRecord(
+            f"call-{next(_call_numbers)}", invite.call_id, invite.from_.uri.user or "",
+            invite.to.uri.user or "", self.clock.seconds(), source,
+        )
+        self.events.publish(CallAttempted(record, record.start, source))
+        return record
+
     def _new_call(self, invite: Request, transaction: ServerTransaction) -> None:
         transaction.respond(invite.response(100))
-        call = IncomingCall(invite, transaction.source, transaction, invite.call_id)
+        source = transaction.source
+        record = self._open_record(invite, source)
+        call = IncomingCall(invite, source, transaction, invite.call_id, {}, record.id)
         if _same_party(invite):
-            self._refuse(call, 400, "From and To are the same")
+            self._refuse(call, record, 400, "From and To are the same")
             return
         if not accepts(invite, "application/sdp"):
             # RFC 4475 §3.3.15: our answer would carry SDP, which the caller
             # says it cannot take.
-            self._refuse(call, 406, None, (("Accept", "application/sdp"),))
+            self._refuse(call, record, 406, None, (("Accept", "application/sdp"),))
             return
-        self._ringing[transaction] = call
-        self._run_call(call)
+        self.host.waiting[transaction] = call
+        self._run_call(call, record)
 
     def place_call(self, invite: Request) -> defer.Deferred:
         """An application's INVITE, run through the same flow as one from the
         network. Fires with the call's id once both legs are bridged."""
-        call = IncomingCall(invite, None, None, invite.call_id)
-        return self._run_call(call)
+        record = self._open_record(invite, None)
+        call = IncomingCall(invite, None, None, invite.call_id, {}, record.id)
+        return self._run_call(call, record)
 
-    def _run_call(self, call: IncomingCall) -> defer.Deferred:
+    def _run_call(self, call: IncomingCall, record: CallRecord) -> defer.Deferred:
         invite: Request = call.invite  # type: ignore[assignment]
         legs: dict[str, Any] = {}
 
         def got_inbound(answer: tuple[Any, str]) -> defer.Deferred:
-            leg, legs["in_module"] = answer
+            leg, record.inbound_module = answer
             legs["in"] = leg
             if call.attributes.get("cancelled"):
                 _abandon(leg)
                 raise _Abandoned()
-            routed = self.router.route(invite)
-            return self._ask("callout", routed, call).addCallback(got_outbound, routed)
+            routed, route = self.router.route_with(invite)
+            record.route = route
+            record.routed_from = routed.from_.uri.user or ""
+            record.routed_to = routed.to.uri.user or ""
+            return self._ask("callout", routed, call).addCallback(got_outbound)
 
-        def got_outbound(answer: tuple[Any, str], routed: Request) -> str:
-            leg, out_module = answer
+        def got_outbound(answer: tuple[Any, str]) -> str:
+            leg, record.outbound_module = answer
             inbound = legs["in"]
-            if call.attributes.get("cancelled") or inbound.state == "terminated":
+            if call.attributes.get("cancelled") or inbound.state is LegState.TERMINATED:
                 _abandon(inbound)
                 leg.hangup(Cause(487, "Caller cancelled", "remote"))
                 raise _Abandoned()
             max_forwards = invite.max_forwards
             if hasattr(leg, "max_forwards") and max_forwards is not None:
                 leg.max_forwards = max(max_forwards - 1, 0)
-            return self._bridge(call, inbound, leg, routed, legs["in_module"], out_module)
+            self.events.publish(CallRouted(record, self.clock.seconds(), record.route,
+                                           record.inbound_module, record.outbound_module))
+            return self._bridge(record, inbound, leg)
 
-        def failed(failure: Failure) -> None:
+        def failed(failure: Failure) -> Any:
             if failure.check(_Abandoned):
+                self._finish(record, 487, "Caller cancelled", "caller", cancelled=True)
                 return None
             status, reason, headers = 500, None, ()
             if failure.check(NotMine):
@@ -342,9 +404,14 @@ class Engine:
                 log.failure("call {callID} failed in a module", failure, callID=call.call_id)
             inbound = legs.get("in")
             if inbound is not None:
+                cancelled = bool(call.attributes.get("cancelled")) or inbound.state is LegState.TERMINATED
                 inbound.reject(status, reason, headers)
+                if cancelled:
+                    self._finish(record, 487, "Caller cancelled", "caller", cancelled=True)
+                else:
+                    self._finish(record, status, reason or "", "switch")
             else:
-                self._refuse(call, status, reason, headers)
+                self._refuse(call, record, status, reason, headers)
             return failure if call.transaction is None else None
 
         d = self._ask("callin", call)
@@ -352,34 +419,25 @@ class Engine:
         d.addErrback(failed)
         return d
 
-    def _bridge(self, call: IncomingCall, inbound: Any, outbound: Any, routed: Request,
-                in_module: str, out_module: str) -> str:
-        invite: Request = call.invite  # type: ignore[assignment]
-        record = CallRecord(
-            id=f"call-{next(_call_numbers)}",
-            call_id=invite.call_id,
-            caller=invite.from_.uri.user or "",
-            callee=invite.to.uri.user or "",
-            routed_from=routed.from_.uri.user or "",
-            routed_to=routed.to.uri.user or "",
-            inbound_module=in_module,
-            outbound_module=out_module,
-            start=self.clock.seconds(),
-        )
+    def _bridge(self, record: CallRecord, inbound: Any, outbound: Any) -> str:
         settings = self.call_settings
         bridge = Bridge(record, inbound, outbound, self.clock, settings.ring_timeout, settings.max_duration,
-                        self._call_ended)
+                        self._call_ended, self.events, self._refer)
         self.calls[record.id] = bridge
         bridge.start()
         return record.id
 
     def _call_ended(self, bridge: Bridge) -> None:
-        self.calls.pop(bridge.record.id, None)
-        self.records.append(bridge.record)
+        record = bridge.record
+        self.calls.pop(record.id, None)
+        self.events.publish(CallEnded.of(record, record.end or self.clock.seconds()))
 
-    def hangup_all(self, cause: Cause = NORMAL_CLEARING) -> None:
-        for bridge in list(self.calls.values()):
-            bridge.hangup(cause)
+    def _finish(self, record: CallRecord, status: int, reason: str, by: str, cancelled: bool = False) -> None:
+        """End an attempt that never reached a bridge."""
+        if record.end is not None:
+            return
+        record.finish(self.clock.seconds(), status, reason, by, cancelled=cancelled)
+        self.events.publish(CallEnded.of(record, record.end))  # type: ignore[arg-type]
 
     # -- asking modules ------------------------------------------------------------------------
 
@@ -422,12 +480,18 @@ class Engine:
 
         return next_module()
 
-    def _refuse(self, call: IncomingCall, status: int, reason: str | None, headers: Any = ()) -> None:
+    def _refuse(self, call: IncomingCall, record: CallRecord, status: int, reason: str | None,
+                headers: Any = ()) -> None:
         transaction = call.transaction
+        cancelled = bool(call.attributes.get("cancelled"))
+        if cancelled:
+            self._finish(record, 487, "Caller cancelled", "caller", cancelled=True)
+        else:
+            self._finish(record, status, reason or "", "switch")
         if transaction is None:
             return
-        self._ringing.pop(transaction, None)
-        if call.attributes.get("cancelled"):
+        self.host.waiting.pop(transaction, None)
+        if cancelled:
             return
         invite: Request = call.invite  # type: ignore[assignment]
         response = invite.response(status, reason, to_tag=request_tag(invite))
@@ -460,15 +524,12 @@ def _abandon(leg: Any) -> None:
         leg.hangup(Cause(487, "Caller cancelled", "remote"))
 
 
+def _report_failure(failure: Failure, report: Any) -> None:
+    failure.trap(RebridgeFailed)
+    report(failure.value.status, failure.value.reason)
+
+
 def _same_party(invite: Request) -> bool:
     """DESIGN.md §1: an INVITE whose From and To name the same user is refused."""
     caller, callee = invite.from_.uri, invite.to.uri
     return bool(caller.user) and caller.user == callee.user and caller.host.lower() == callee.host.lower()
-
-
-def verify_modules(modules: Iterable[Any]) -> None:
-    """Refuse objects that do not provide IModule (a plugin mistake, found at start)."""
-    from zope.interface.verify import verifyObject
-
-    for module in modules:
-        verifyObject(IModule, module)

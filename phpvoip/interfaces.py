@@ -15,6 +15,7 @@ and in-dialog requests (re-INVITE, UPDATE, INFO) with their answers.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 
 from zope.interface import Attribute, Interface
 
@@ -24,7 +25,9 @@ __all__ = [
     "IApplication",
     "ICallLeg",
     "ICallLegListener",
+    "ICallObserver",
     "IEngine",
+    "ILegHost",
     "ILocationStore",
     "IModule",
     "IModuleType",
@@ -102,8 +105,9 @@ class LegReply:
     content_type: str | None = None
 
 
-class LegState:
-    """The states every leg goes through, whatever its kind."""
+class LegState(Enum):
+    """The states every leg goes through, whatever its kind (each kind's own table
+    says which events move it between them)."""
 
     IDLE = "idle"  # outbound: not dialled yet
     CALLING = "calling"  # INVITE sent / received, no answer yet
@@ -126,6 +130,7 @@ class IncomingCall:
     transaction: object | None = None
     call_id: str = ""
     attributes: dict = field(default_factory=dict)  # modules may leave notes here
+    id: str = ""  # the switch's own id of the call (its CallRecord's), "" outside calls
 
 
 class ICallLegListener(Interface):
@@ -150,6 +155,16 @@ class ICallLegListener(Interface):
         """The far end sent an in-dialog request to relay (re-INVITE, UPDATE, INFO).
 
         Returns a Deferred firing with a `LegReply` that the leg sends back."""
+
+    def leg_refer(leg, target, referred_by, report):
+        """The far end asks to be replaced by `target` (a REFER, RFC 3515: a blind
+        transfer): the other party of the call should talk to `target` instead.
+
+        `target` is the Refer-To URI, `referred_by` the Referred-By value or None.
+        Return (or fire a Deferred with) the `LegReply` for the REFER: 202 once the
+        target is being called, else the failure (404 when no module reaches it).
+        After a 202, call ``report(status, reason)`` with the target's progress; a
+        final status (>= 200) ends the report (the leg sends the NOTIFYs)."""
 
 
 class ICallLeg(Interface):
@@ -183,6 +198,65 @@ class ICallLeg(Interface):
         """Send an in-dialog request (re-INVITE, UPDATE, INFO) to the far end.
 
         Returns a Deferred firing with the `LegReply`."""
+
+
+class ILegHost(Interface):
+    """What a SIP leg needs from the switch, and all it may use of it.
+
+    Legs see this and nothing else of the engine: where the switch is reachable,
+    how to send (through a client transaction or directly), the registry of
+    dialogs that routes in-dialog requests to their leg, and the timers."""
+
+    clock = Attribute("The IReactorTime every timer must use.")
+    timers = Attribute("The `phpvoip.sip.timers.Timers` in force.")
+    keepalive_interval = Attribute("Seconds between in-dialog probes of an answered leg; 0 = off.")
+
+    def local_address(transport):
+        """The `Address` the switch is reachable at over `transport`."""
+
+    def new_call_id():
+        """A fresh Call-ID at the switch's address."""
+
+    def add_contact(message, transport, party):
+        """Set the switch's Contact on `message`, with the user part of `party`."""
+
+    def add_capabilities(message):
+        """Add Allow, Supported and User-Agent (or Server) to `message`."""
+
+    def start_transaction(request, destination, on_response):
+        """Send `request` through a new client transaction; `on_response(response)`
+        hears every response (a local 408/503 on timeout or transport error).
+        Returns the transaction."""
+
+    def send_direct(message, destination):
+        """Send outside any transaction (the ACK for a 2xx, a 2xx retransmission)."""
+
+    def dialog_started(dialog, leg):
+        """Route in-dialog requests of `dialog` to `leg` until the dialog ends."""
+
+    def dialog_owner(dialog):
+        """The leg owning `dialog`, or None."""
+
+    def ringing(leg):
+        """An inbound leg waits for its answer: a CANCEL of its INVITE reaches it."""
+
+    def settled(leg):
+        """An inbound leg has answered or refused: no CANCEL can reach it."""
+
+    def leg_finished(leg):
+        """The leg has ended (for the live-object counts)."""
+
+
+class ICallObserver(Interface):
+    """Hears every call event (`phpvoip.events`): attempt, routed, ringing,
+    answered, transferred, ended. Registered with `IEngine.add_observer`.
+
+    Called on the reactor thread as things happen: it must not block, and it must
+    not change the call (it gets the record, not the legs). An observer that raises
+    is logged and skipped; the call goes on."""
+
+    def call_event(event):
+        """`event` is one of the `phpvoip.events.CallEvent` classes."""
 
 
 class IModule(Interface):
@@ -260,16 +334,24 @@ class IRouter(Interface):
         """Return the request to send on: a rewritten copy (Request-URI, From, To)
         or `invite` itself when no route matches. Contact never changes."""
 
+    def route_with(invite):
+        """Like `route`, and say why: ``(request, route)`` with the `Route` that
+        matched, or None."""
+
     def reload(routes):
         """Replace the table (e.g. on SIGHUP) without touching calls in progress."""
 
 
 class IEngine(Interface):
-    """What modules and applications may ask of the switch."""
+    """Everything the switch offers modules, applications and operators' tools."""
 
     domain = Attribute("The domain / realm this switch serves.")
     clock = Attribute("The IReactorTime every timer must use.")
     timers = Attribute("The `phpvoip.sip.timers.Timers` in force.")
+    store = Attribute("The `ILocationStore` (None when the switch runs without one).")
+    router = Attribute("The `IRouter` every call goes through.")
+    modules = Attribute("The `IModule`s, highest weight first.")
+    calls = Attribute("Calls in progress: the switch's call id -> its `phpvoip.bridge.Bridge`.")
 
     def local_address(transport):
         """The `Address` the switch is reachable at over `transport` (for Via,
@@ -295,6 +377,30 @@ class IEngine(Interface):
     def send_request(request, destination):
         """Send an out-of-dialog request (REGISTER, OPTIONS) through a client
         transaction. Returns a Deferred firing with the final Response."""
+
+    def add_observer(observer):
+        """Subscribe an `ICallObserver` to every call event."""
+
+    def remove_observer(observer):
+        """Unsubscribe it (no error if it was not subscribed)."""
+
+    def rebridge(call_id, keep, joining):
+        """Re-bridge call `call_id`: dial `joining` (an outbound `ICallLeg`, not
+        dialled yet) with the SDP of `keep` (one of the call's two legs); when it
+        answers, hang up the other leg and join `keep` to `joining`, re-INVITEing
+        `keep` when the media changed. Returns a Deferred firing with `joining`
+        once joined, or failing with `phpvoip.bridge.RebridgeFailed` (the call
+        stays as it was)."""
+
+    def transfer(call_id, keep, target, by="switch"):
+        """Blind transfer: route `target` (a URI or a number) as a call from
+        `keep`'s party, through the router and `callout`, and re-bridge `keep`
+        to it. Fires with the new leg, or fails with `RebridgeFailed` carrying the
+        status (404 when no module reaches the target)."""
+
+    def hangup(call_id, cause=None):
+        """End a call in progress from the switch's side (both legs get a Reason).
+        Returns True if there was such a call."""
 
 
 class ILocationStore(Interface):

@@ -137,11 +137,15 @@ class Router:
         return None
 
     def route(self, invite: Request) -> Request:
+        return self.route_with(invite)[0]
+
+    def route_with(self, invite: Request) -> tuple[Request, Route | None]:
+        """The routed request and the route that matched (None: unchanged)."""
         from_user = invite.from_.uri.user or ""
         to_user = invite.to.uri.user or ""
         route = self.lookup(from_user, to_user)
         if route is None or (route.out_from is None and route.out_to is None):
-            return invite
+            return invite, route
         routed = invite.copy()
         if route.out_from is not None:
             routed.from_.uri.user = route.out_from
@@ -149,4 +153,4 @@ class Router:
             routed.to.uri.user = route.out_to
             if routed.uri.is_sip:
                 routed.uri.user = route.out_to
-        return routed
+        return routed, route

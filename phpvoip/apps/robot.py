@@ -16,7 +16,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from phpvoip.interfaces import NORMAL_CLEARING, IApplication, LegReply, LegState, NotMine
+from phpvoip.interfaces import NORMAL_CLEARING, IApplication, LegReply, NotMine
 from phpvoip.legs.local import LocalLeg, local_pair
 from phpvoip.settings import Section
 from phpvoip.sip.headers import NameAddr
@@ -189,7 +189,7 @@ class Robot:
         leg = self._outgoing.pop(invite.call_id, None)
         if leg is None:
             raise NotMine()
-        leg.state = leg.peer.state = LegState.CALLING
+        leg.peer.dial()  # the robot's side dials: the engine's side is now an incoming call
         return leg
 
     def _dial_tick(self) -> None:

@@ -18,8 +18,11 @@ step 6): a 6xx if any, else the lowest class, with 4xx answers that help a retry
 answer from their phone (408 timeout, 503 unreachable) do not count; when no
 branch got one, the caller hears 480.
 
-    state:   calling ─(first 18x)→ early ─(first 2xx)→ established ─→ terminated
-                  └──────────────(all branches failed / hangup)──────────────┘
+    state:   idle ─(dial)→ calling ─(first 18x)→ early ─(first 2xx)→ established ─→ terminated
+                            └──────────────(all branches failed / hangup)──────────────┘
+
+The fork is a state machine like the legs; its ``branch_*`` events are what its
+branches report.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from phpvoip.interfaces import Cause, ICallLeg, ICallLegListener, LegReply, LegState
+from phpvoip.statemachine import StateMachine
 
 __all__ = ["ForkLeg", "best_failure", "COMPLETED_ELSEWHERE"]
 
@@ -68,18 +72,51 @@ def best_failure(failures: Sequence[tuple[int, str]]) -> tuple[int, str]:
     return chosen[0]
 
 
+S = LegState
+
+
 @implementer(ICallLeg, ICallLegListener)
-class ForkLeg:
+class ForkLeg(StateMachine):
     """An outbound leg made of `branches` (outbound `ICallLeg`s, not dialled yet),
     rung in parallel in the given order; listens to each of them."""
 
     kind = "out"
 
+    _RINGING = {
+        "dial": "_ignore",
+        "hangup": "_cancel_branches",
+        "branch_progress": "_relay_progress",
+        "branch_answered": "_take_winner",
+        "branch_failed": "_branch_failed",
+        "branch_ended": "_loser_ended",
+    }
+    TABLE = {
+        S.IDLE: {"dial": "_dial_branches", "hangup": "_cancel_branches"},
+        S.CALLING: _RINGING,
+        S.EARLY: _RINGING,
+        S.ESTABLISHED: {
+            "dial": "_ignore",
+            "hangup": "_hang_up_winner",
+            "branch_progress": "_ignore",  # a late 18x of a losing branch
+            "branch_answered": "_end_late_answer",
+            "branch_failed": "_loser_failed",
+            "branch_ended": "_branch_ended",
+        },
+        S.TERMINATED: {
+            "dial": "_ignore",
+            "hangup": "_ignore",
+            "branch_progress": "_ignore",
+            "branch_answered": "_end_late_answer",  # crossed our CANCEL
+            "branch_failed": "_loser_failed",
+            "branch_ended": "_loser_ended",
+        },
+    }
+
     def __init__(self, branches: Sequence[Any], label: str = "") -> None:
         if not branches:
             raise ValueError("a fork needs at least one branch")
         self.id = f"fork-{next(_ids)}{'-' + label if label else ''}"
-        self.state = LegState.IDLE
+        self.state = S.IDLE
         self.listener: Any = None
         self.branches = list(branches)
         self.offer: bytes | None = None
@@ -93,7 +130,7 @@ class ForkLeg:
             branch.listener = self
 
     def __repr__(self) -> str:
-        return f"<ForkLeg {self.id} {self.state} branches={len(self.branches)}>"
+        return f"<ForkLeg {self.id} {self.state.value} branches={len(self.branches)}>"
 
     # -- what the bridge sees ---------------------------------------------------------
 
@@ -118,31 +155,16 @@ class ForkLeg:
                 branch.max_forwards = value
 
     def dial(self) -> None:
-        if self.state != LegState.IDLE:
-            return
-        self.state = LegState.CALLING
-        for branch in list(self.branches):
-            if self.state == LegState.TERMINATED or self.winner is not None:
-                break  # a branch failed or answered while we were still dialling
-            branch.offer = self.offer
-            branch.dial()
+        self._event("dial")
 
     def hangup(self, cause: Cause) -> None:
         """Before answer: cancel every branch; after: hang up the winner."""
-        if self.state == LegState.TERMINATED:
-            return
-        self.state = LegState.TERMINATED
-        if self.winner is not None:
-            self.winner.hangup(cause)
-            return
-        for index in sorted(self._live):
-            self.branches[index].hangup(cause)
-        self._live.clear()
+        self._event("hangup", cause)
 
     def request(
         self, method: str, body: bytes, content_type: str | None, headers: Any = ()
     ) -> defer.Deferred:
-        if self.winner is None or self.state != LegState.ESTABLISHED:
+        if self.winner is None or self.state is not S.ESTABLISHED:
             return defer.succeed(LegReply(481, "Call/Transaction Does Not Exist"))
         return defer.maybeDeferred(self.winner.request, method, body, content_type, headers)
 
@@ -155,7 +177,35 @@ class ForkLeg:
     def reject(self, status: int, reason: str, headers: Any = ()) -> None:
         raise TypeError("a fork is an outbound leg: it rejects nothing")
 
-    # -- what the branches report -----------------------------------------------------------
+    # -- what the branches report (ICallLegListener) ------------------------------------------
+
+    def leg_progress(self, branch: Any, status: int, reason: str, sdp: bytes | None) -> None:
+        self._event("branch_progress", branch, status, reason, sdp)
+
+    def leg_answered(self, branch: Any, sdp: bytes | None) -> None:
+        self._event("branch_answered", branch, sdp)
+
+    def leg_failed(self, branch: Any, status: int, reason: str) -> None:
+        self._event("branch_failed", branch, status, reason)
+
+    def leg_ended(self, branch: Any, cause: Cause) -> None:
+        self._event("branch_ended", branch, cause)
+
+    def leg_request(
+        self, branch: Any, method: str, body: bytes, content_type: str | None, headers: Any
+    ) -> defer.Deferred:
+        listener = self.listener
+        if branch is not self.winner or listener is None or self.state is not S.ESTABLISHED:
+            return defer.succeed(LegReply(481, "Call/Transaction Does Not Exist"))
+        return defer.maybeDeferred(listener.leg_request, self, method, body, content_type, headers)
+
+    def leg_refer(self, branch: Any, target: Any, referred_by: Any, report: Any) -> Any:
+        listener = self.listener
+        if branch is not self.winner or listener is None or self.state is not S.ESTABLISHED:
+            return LegReply(481, "Call/Transaction Does Not Exist")
+        return listener.leg_refer(self, target, referred_by, report)
+
+    # -- handlers --------------------------------------------------------------------------------
 
     def _index(self, branch: Any) -> int:
         for i, b in enumerate(self.branches):
@@ -163,9 +213,25 @@ class ForkLeg:
                 return i
         raise ValueError(f"{branch!r} is not a branch of {self!r}")
 
-    def leg_progress(self, branch: Any, status: int, reason: str, sdp: bytes | None) -> None:
-        if self.winner is not None or self.state == LegState.TERMINATED:
-            return
+    def _dial_branches(self) -> None:
+        self.state = S.CALLING
+        for branch in list(self.branches):
+            if self.state is S.TERMINATED or self.winner is not None:
+                break  # a branch failed or answered while we were still dialling
+            branch.offer = self.offer
+            branch.dial()
+
+    def _cancel_branches(self, cause: Cause) -> None:
+        self.state = S.TERMINATED
+        for index in sorted(self._live):
+            self.branches[index].hangup(cause)
+        self._live.clear()
+
+    def _hang_up_winner(self, cause: Cause) -> None:
+        self.state = S.TERMINATED
+        self.winner.hangup(cause)
+
+    def _relay_progress(self, branch: Any, status: int, reason: str, sdp: bytes | None) -> None:
         if sdp is not None:
             if self._early is None:
                 self._early = branch
@@ -175,22 +241,16 @@ class ForkLeg:
             return
         self._last_progress = status
         if status > 100:
-            self.state = LegState.EARLY
+            self.state = S.EARLY
         if sdp is not None:
             self.remote_sdp = sdp
         self._tell("leg_progress", status, reason, sdp)
 
-    def leg_answered(self, branch: Any, sdp: bytes | None) -> None:
+    def _take_winner(self, branch: Any, sdp: bytes | None) -> None:
         index = self._index(branch)
-        if self.winner is not None or self.state == LegState.TERMINATED:
-            # Answered too late (crossed our CANCEL or another branch won): end it.
-            if branch is not self.winner:
-                self._live.discard(index)
-                branch.hangup(COMPLETED_ELSEWHERE)
-            return
         self.winner = branch
         self._live.discard(index)
-        self.state = LegState.ESTABLISHED
+        self.state = S.ESTABLISHED
         self.remote_sdp = sdp
         for other in sorted(self._live):
             self.branches[other].hangup(COMPLETED_ELSEWHERE)
@@ -198,35 +258,37 @@ class ForkLeg:
         log.debug("fork {id}: branch {branch} answered", id=self.id, branch=getattr(branch, "id", index))
         self._tell("leg_answered", sdp)
 
-    def leg_failed(self, branch: Any, status: int, reason: str) -> None:
+    def _end_late_answer(self, branch: Any, sdp: bytes | None) -> None:
+        """Answered too late (crossed our CANCEL or another branch won): end it."""
+        if branch is not self.winner:
+            self._live.discard(self._index(branch))
+            branch.hangup(COMPLETED_ELSEWHERE)
+
+    def _branch_failed(self, branch: Any, status: int, reason: str) -> None:
         index = self._index(branch)
         if index not in self._live:
             return  # a branch we cancelled, or one that already ended
         self._live.discard(index)
         self.failures.append((status, reason))
-        if self._live or self.winner is not None or self.state not in (LegState.CALLING, LegState.EARLY):
+        if self._live:
             return
-        self.state = LegState.TERMINATED
+        self.state = S.TERMINATED
         final_status, final_reason = best_failure(self.failures)
         self._tell("leg_failed", final_status, final_reason)
 
-    def leg_ended(self, branch: Any, cause: Cause) -> None:
-        if branch is self.winner:
-            if self.state == LegState.TERMINATED:
-                return
-            self.state = LegState.TERMINATED
-            self._tell("leg_ended", cause)
-            return
-        # A losing branch that ended (e.g. its late 2xx was BYEd): nothing to say.
+    def _loser_failed(self, branch: Any, status: int, reason: str) -> None:
         self._live.discard(self._index(branch))
 
-    def leg_request(
-        self, branch: Any, method: str, body: bytes, content_type: str | None, headers: Any
-    ) -> defer.Deferred:
-        listener = self.listener
-        if branch is not self.winner or listener is None or self.state != LegState.ESTABLISHED:
-            return defer.succeed(LegReply(481, "Call/Transaction Does Not Exist"))
-        return defer.maybeDeferred(listener.leg_request, self, method, body, content_type, headers)
+    def _branch_ended(self, branch: Any, cause: Cause) -> None:
+        if branch is self.winner:
+            self.state = S.TERMINATED
+            self._tell("leg_ended", cause)
+        else:
+            self._loser_ended(branch, cause)
+
+    def _loser_ended(self, branch: Any, cause: Cause) -> None:
+        """A losing branch that ended (e.g. its late 2xx was BYEd): nothing to say."""
+        self._live.discard(self._index(branch))
 
     def _tell(self, event: str, *args: Any) -> None:
         listener = self.listener

@@ -1,9 +1,15 @@
 """A pair of legs joined by method calls, for terminal applications.
 
-What one side *does* (answer, progress, reject, hang up, request) the other side's
-listener *hears* (leg_answered, leg_progress, leg_failed, leg_ended, leg_request), so
-an application and the bridge can treat each other like any SIP endpoint without a
-packet being sent (DESIGN.md §1, "Terminal applications").
+What one side *does* (dial, progress, answer, reject, hang up, request) the other
+side's listener *hears* (on_invite, leg_progress, leg_answered, leg_failed,
+leg_ended, leg_request), so an application and the bridge can treat each other like
+any SIP endpoint without a packet being sent (DESIGN.md §1, "Terminal
+applications"). Each half is a state machine; its ``peer_*`` events are what the
+other half did, and move both halves in step.
+
+An application that receives a call keeps the app side and hands the engine side to
+the engine from ``callout()``; one that places a call dials its app side and hands
+the engine side over from ``callin()``.
 """
 
 from __future__ import annotations
@@ -17,19 +23,57 @@ from zope.interface import implementer
 
 from phpvoip.interfaces import Cause, ICallLeg, LegReply, LegState
 from phpvoip.sip.headers import NameAddr
+from phpvoip.statemachine import StateMachine
 
 __all__ = ["LocalLeg", "local_pair"]
 
 _ids = itertools.count(1)
+S = LegState
 
 
 @implementer(ICallLeg)
-class LocalLeg:
-    """One half of a local pair. `peer` is the other half."""
+class LocalLeg(StateMachine):
+    """One half of a local pair. `peer` is the other half.
+
+        idle ─(dial / peer_dial)→ calling ─(progress)→ early ─(answer)→ established
+          └──────────┴──────────(reject / hangup, either side)────────────┴─→ terminated
+    """
+
+    _RINGING = {
+        "dial": "_ignore",
+        "progress": "_send_progress",
+        "answer": "_send_answer",
+        "reject": "_send_refusal",
+        "hangup": "_hang_up_early",
+        "peer_progress": "_hear_progress",
+        "peer_answer": "_hear_answer",
+        "peer_reject": "_hear_refusal",
+    }
+    TABLE = {
+        S.IDLE: {
+            "dial": "_ring_peer",
+            "peer_dial": "_rung",
+            "reject": "_send_refusal",
+            "hangup": "_hang_up_early",
+            "peer_reject": "_hear_refusal",
+        },
+        S.CALLING: _RINGING,
+        S.EARLY: _RINGING,
+        S.ESTABLISHED: {
+            "dial": "_ignore",
+            "hangup": "_hang_up",
+            "peer_hangup": "_hear_hangup",
+        },
+        S.TERMINATED: {
+            name: "_ignore"
+            for name in ("dial", "progress", "answer", "reject", "hangup",
+                         "peer_progress", "peer_answer", "peer_reject", "peer_hangup")
+        },
+    }
 
     def __init__(self, local_party: NameAddr | None, remote_party: NameAddr | None, label: str) -> None:
         self.id = f"local-{next(_ids)}-{label}"
-        self.state = LegState.IDLE
+        self.state = S.IDLE
         self.listener: Any = None
         self.local_party = local_party
         self.remote_party = remote_party
@@ -40,74 +84,96 @@ class LocalLeg:
         self.on_invite: Callable[[LocalLeg], None] | None = None
 
     def __repr__(self) -> str:
-        return f"<LocalLeg {self.id} {self.state}>"
+        return f"<LocalLeg {self.id} {self.state.value}>"
 
     @property
     def terminated(self) -> bool:
-        return self.state == LegState.TERMINATED
+        return self.state is S.TERMINATED
 
-    # -- actions (ICallLeg) ----------------------------------------------------
+    # -- ICallLeg -----------------------------------------------------------------
 
     def dial(self) -> None:
         """Ring the other side: it becomes an incoming call holding our offer."""
-        if self.state != LegState.IDLE:
-            return
-        peer = self.peer
-        self.state = peer.state = LegState.CALLING
-        peer.remote_sdp = self.offer
-        if peer.on_invite is not None:
-            peer.on_invite(peer)
+        self._event("dial")
 
     def progress(self, status: int, reason: str, sdp: bytes | None = None) -> None:
-        if self.state not in (LegState.IDLE, LegState.CALLING, LegState.EARLY):
-            return
-        self.state = self.peer.state = LegState.EARLY
-        if sdp is not None:
-            self.peer.remote_sdp = sdp
-        self._tell_peer("leg_progress", status, reason, sdp)
+        self._event("progress", status, reason, sdp)
 
     def answer(self, sdp: bytes | None = None) -> None:
-        if self.state not in (LegState.IDLE, LegState.CALLING, LegState.EARLY):
-            return
-        self.state = self.peer.state = LegState.ESTABLISHED
-        if sdp is not None:
-            self.peer.remote_sdp = sdp
-        self._tell_peer("leg_answered", sdp)
+        self._event("answer", sdp)
 
     def reject(self, status: int, reason: str, headers: Any = ()) -> None:
-        if self.terminated or self.state == LegState.ESTABLISHED:
-            return
-        self._end_both()
-        self._tell_peer("leg_failed", status, reason)
+        self._event("reject", status, reason)
 
     def hangup(self, cause: Cause) -> None:
-        if self.terminated:
-            return
-        was_established = self.state == LegState.ESTABLISHED
-        self._end_both()
-        if was_established:
-            self._tell_peer("leg_ended", cause)
-        else:
-            # Before answer a hang-up is a refusal from the other side's point of view.
-            self._tell_peer("leg_failed", cause.status or 487, cause.text or "Request Terminated")
+        self._event("hangup", cause)
 
     def request(
         self, method: str, body: bytes, content_type: str | None, headers: Any = ()
     ) -> defer.Deferred:
         listener = self.peer.listener
-        if self.state != LegState.ESTABLISHED or listener is None:
+        if self.state is not S.ESTABLISHED or listener is None:
             return defer.succeed(LegReply(481, "Call/Transaction Does Not Exist"))
         return defer.maybeDeferred(listener.leg_request, self.peer, method, body, content_type, headers)
 
-    # -- helpers -----------------------------------------------------------------
+    # -- what this side does ---------------------------------------------------------
 
-    def _end_both(self) -> None:
-        self.state = self.peer.state = LegState.TERMINATED
+    def _ring_peer(self) -> None:
+        self.state = S.CALLING
+        self.peer._event("peer_dial", self.offer)
 
-    def _tell_peer(self, event: str, *args: Any) -> None:
-        listener = self.peer.listener
+    def _send_progress(self, status: int, reason: str, sdp: bytes | None) -> None:
+        self.state = S.EARLY
+        self.peer._event("peer_progress", status, reason, sdp)
+
+    def _send_answer(self, sdp: bytes | None) -> None:
+        self.state = S.ESTABLISHED
+        self.peer._event("peer_answer", sdp)
+
+    def _send_refusal(self, status: int, reason: str) -> None:
+        self.state = S.TERMINATED
+        self.peer._event("peer_reject", status, reason)
+
+    def _hang_up_early(self, cause: Cause) -> None:
+        # Before answer a hang-up is a refusal from the other side's point of view.
+        self._send_refusal(cause.status or 487, cause.text or "Request Terminated")
+
+    def _hang_up(self, cause: Cause) -> None:
+        self.state = S.TERMINATED
+        self.peer._event("peer_hangup", cause)
+
+    # -- what the other side did ------------------------------------------------------
+
+    def _rung(self, offer: bytes | None) -> None:
+        self.state = S.CALLING
+        self.remote_sdp = offer
+        if self.on_invite is not None:
+            self.on_invite(self)
+
+    def _hear_progress(self, status: int, reason: str, sdp: bytes | None) -> None:
+        self.state = S.EARLY
+        if sdp is not None:
+            self.remote_sdp = sdp
+        self._tell("leg_progress", status, reason, sdp)
+
+    def _hear_answer(self, sdp: bytes | None) -> None:
+        self.state = S.ESTABLISHED
+        if sdp is not None:
+            self.remote_sdp = sdp
+        self._tell("leg_answered", sdp)
+
+    def _hear_refusal(self, status: int, reason: str) -> None:
+        self.state = S.TERMINATED
+        self._tell("leg_failed", status, reason)
+
+    def _hear_hangup(self, cause: Cause) -> None:
+        self.state = S.TERMINATED
+        self._tell("leg_ended", cause)
+
+    def _tell(self, event: str, *args: Any) -> None:
+        listener = self.listener
         if listener is not None:
-            getattr(listener, event)(self.peer, *args)
+            getattr(listener, event)(self, *args)
 
 
 def local_pair(

@@ -7,7 +7,16 @@ came in.
 
 from __future__ import annotations
 
-__all__ = ["Media", "SessionDescription", "parse_sdp", "rejecting_answer"]
+__all__ = [
+    "Media",
+    "SessionDescription",
+    "continue_origin",
+    "origin_fields",
+    "parse_sdp",
+    "rejecting_answer",
+    "same_media",
+    "with_direction",
+]
 
 
 class Media:
@@ -104,3 +113,65 @@ def rejecting_answer(offer: bytes | None, address: str, session_id: int = 1) -> 
     for m in parsed.media:
         lines.append(f"m={m.kind} 0 {m.proto} {m.formats[0] if m.formats else '0'}")
     return ("\r\n".join(lines) + "\r\n").encode("ascii")
+
+
+# -- what a B2BUA needs when one side of a call is replaced -------------------------------
+
+_DIRECTIONS = frozenset(("a=sendrecv", "a=sendonly", "a=recvonly", "a=inactive"))
+
+
+def _lines(body: bytes) -> list[str]:
+    return [line for line in body.decode("utf-8", "replace").replace("\r\n", "\n").split("\n") if line]
+
+
+def _join(lines: list[str]) -> bytes:
+    return ("\r\n".join(lines) + "\r\n").encode("utf-8")
+
+
+def same_media(a: bytes | None, b: bytes | None) -> bool:
+    """Whether two descriptions ask for the same media: equal but for the origin
+    (o=) and session name (s=) lines, which say who wrote them, not what flows."""
+    if a is None or b is None:
+        return a is b
+    keep = lambda body: [line for line in _lines(body) if not line.startswith(("o=", "s="))]  # noqa: E731
+    return keep(a) == keep(b)
+
+
+def origin_fields(body: bytes | None) -> list[str] | None:
+    """The six fields of the o= line (username, session id, version, network
+    type, address type, address), or None."""
+    if not body:
+        return None
+    for line in _lines(body):
+        if line.startswith("o="):
+            fields = line[2:].split()
+            return fields if len(fields) == 6 else None
+    return None
+
+
+def continue_origin(body: bytes, previous: bytes | None) -> bytes:
+    """`body` re-written as the next version of the session `previous` described.
+
+    RFC 3264 §8: a new offer in a session "MUST" keep the o= line's username and
+    session id and increment its version. When a B2BUA joins a party to someone new,
+    that party must still see one session: keep `previous`'s origin, version + 1."""
+    old = origin_fields(previous)
+    if old is None or not old[2].isdigit():
+        return body
+    old[2] = str(int(old[2]) + 1)
+    lines = _lines(body)
+    for i, line in enumerate(lines):
+        if line.startswith("o="):
+            lines[i] = "o=" + " ".join(old)
+            return _join(lines)
+    return body
+
+
+def with_direction(body: bytes, direction: str = "sendrecv") -> bytes:
+    """`body` with every direction attribute (RFC 3264 §5.1: sendrecv, sendonly,
+    recvonly, inactive) set to `direction`; media without one are left alone
+    (they are sendrecv by default)."""
+    lines = _lines(body)
+    wanted = "a=" + direction
+    changed = [wanted if line in _DIRECTIONS else line for line in lines]
+    return body if changed == lines else _join(changed)

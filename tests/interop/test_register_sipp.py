@@ -160,7 +160,9 @@ async def test_two_registered_phones_call_each_other(reactor, sipp, switch, peer
     assert await call.wait() == 0, call.output
     assert await phone.wait() == 0, phone.output
     assert f"ANSWERED sip:{callee}@127.0.0.1:{callee_port}" in logged(tmp_path, "phone_register_wait")
-    [record] = list(service.engine.records)
+    # The phone's first INVITE was challenged: that attempt is recorded too.
+    challenged, record = list(service.engine.records)
+    assert (challenged.status, challenged.disposition) == (407, "FAILED")
     assert (record.caller, record.callee, record.status) == (caller, callee, 200)
     assert record.inbound_module == record.outbound_module == "registrar"
     counts = await wait_idle(reactor, service.engine)
@@ -214,7 +216,8 @@ async def test_a_call_forks_to_every_contact_and_cancels_the_losers(reactor, sip
     logs = logged(tmp_path, "phone_register_wait")
     assert "ANSWERED sip:1002@" in logs
     assert 'CANCELLED cause=200;text="Call completed elsewhere"' in logs, logs
-    [record] = list(service.engine.records)
+    challenged, record = list(service.engine.records)
+    assert challenged.status == 407
     assert record.status == 200 and record.callee == "1002"
     # Calls, legs and dialogs are gone; the cancelled INVITE's client transaction
     # still waits out Timer D (32 s on UDP), as RFC 3261 §17.1.1.2 wants.

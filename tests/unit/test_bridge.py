@@ -45,7 +45,7 @@ def make_call(ring_timeout=30.0, max_duration=3600.0):
     rings: list = []
     callee_phone.on_invite = rings.append
     ended: list = []
-    record = CallRecord("c1", "cid", "1001", "2005", "1001", "2005", "in", "out", clock.seconds())
+    record = CallRecord("c1", "cid", "1001", "2005", clock.seconds())
     bridge = Bridge(record, inbound, outbound, clock, ring_timeout, max_duration, ended.append)
     # The caller dials: its offer arrives on the inbound leg.
     caller_phone.offer = b"offer"
