@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import signal
+from dataclasses import dataclass
 from typing import Any
 
 from twisted.application import internet
@@ -23,7 +24,7 @@ from phpvoip.engine import Engine
 from phpvoip.router import Router
 from phpvoip.transport import SipTransport
 
-__all__ = ["SwitchService", "build_engine", "build_service"]
+__all__ = ["Child", "SwitchService", "build_engine", "build_service"]
 
 log = Logger()
 
@@ -31,8 +32,22 @@ log = Logger()
 STOP_GRACE = 5.0
 
 
+@dataclass(frozen=True)
+class Child:
+    """A child service of the switch and what to call it when it cannot start:
+    its `name` ("SIP over udp"), the `address` it binds and the config `key` that
+    asked for it."""
+
+    name: str
+    address: str
+    key: str
+    service: Any
+
+
 class SwitchService(MultiService):
-    """The whole switch; its children are the listening ports."""
+    """The whole switch; its children are the services that bind: the SIP ports now,
+    and whatever later features add (manhole, metrics, RTP, console) through
+    `add_child`."""
 
     def __init__(self, config: Config, transport: SipTransport, engine: Engine, reactor: Any) -> None:
         super().__init__()
@@ -40,7 +55,15 @@ class SwitchService(MultiService):
         self.transport = transport
         self.engine = engine
         self.reactor = reactor
+        self.child_specs: list[Child] = []
         self._old_sighup: Any = None
+
+    def add_child(self, service: Any, name: str, address: str, key: str) -> Child:
+        """Make `service` a child, started (and bound) with the switch."""
+        child = Child(name, address, key, service)
+        self.child_specs.append(child)
+        service.setServiceParent(self)
+        return child
 
     # Set by phpvoip.tap for twistd: the observer the application logs to.
     log_observer: Any = None
@@ -54,21 +77,23 @@ class SwitchService(MultiService):
         super().setServiceParent(parent)
 
     def privilegedStartService(self) -> None:
-        """Bind every listen address; one that cannot be bound ends the start-up
-        with a one-line message naming it (and releases those already bound)."""
+        """Bind every child; one that cannot bind ends the start-up with a one-line
+        message naming the child, its address and its config key (and releases
+        those already bound)."""
+        specs = {id(c.service): c for c in self.child_specs}
         started = []
-        for index, child in enumerate(self):
+        for service in self:
             try:
-                child.privilegedStartService()
-            except CannotListenError as e:
+                service.privilegedStartService()
+            except (CannotListenError, OSError) as e:
                 for done in started:
                     done.stopService()
-                listen = self.config.sip.listen[index]
-                reason = e.socketError.strerror if hasattr(e.socketError, "strerror") else e.socketError
-                message = f"{self.config.file}: sip.listen[{index}]: cannot bind {listen}: {reason}"
+                spec = specs.get(id(service))
+                name, address, key = (spec.name, spec.address, spec.key) if spec else (repr(service), "?", "")
+                message = f"{self.config.file}: {key}: cannot bind {name} on {address}: {_reason(e)}"
                 log.critical(message)
                 raise SystemExit(1) from None
-            started.append(child)
+            started.append(service)
 
     def startService(self) -> None:
         super().startService()
@@ -125,20 +150,27 @@ class SwitchService(MultiService):
         return stopping.addBoth(stop_ports)
 
 
+def _reason(error: Exception) -> str:
+    """The operating system's words for a failed bind."""
+    cause = getattr(error, "socketError", error)
+    return str(getattr(cause, "strerror", None) or cause)
+
+
 def _build_store(config: Config, reactor: Any) -> Any:
     from phpvoip.store import open_store
 
     return open_store(config.storage, reactor)
 
 
-def _build_ports(config: Config, transport: SipTransport) -> list[Any]:
-    ports: list[Any] = []
-    for listen in config.sip.listen:
+def _build_ports(config: Config, transport: SipTransport) -> list[Child]:
+    """One child per SIP listen address."""
+    ports: list[Child] = []
+    for index, listen in enumerate(config.sip.listen):
         if listen.transport == "udp":
-            ports.append(transport.udp_service(listen.port, listen.host))
+            service = transport.udp_service(listen.port, listen.host)
         else:
-            factory = transport.tcp_factory(listen)
-            ports.append(internet.TCPServer(listen.port, factory, interface=listen.host))
+            service = internet.TCPServer(listen.port, transport.tcp_factory(listen), interface=listen.host)
+        ports.append(Child(f"SIP over {listen.transport}", str(listen), f"sip.listen[{index}]", service))
     return ports
 
 
@@ -166,7 +198,7 @@ def build_service(config: Config, reactor: Any = None) -> SwitchService:
     engine = build_engine(config, transport, reactor, _build_store(config, reactor))
     transport.sink = engine.layer
     service = SwitchService(config, transport, engine, reactor)
-    for port in _build_ports(config, transport):
-        port.setServiceParent(service)
+    for child in _build_ports(config, transport):
+        service.add_child(child.service, child.name, child.address, child.key)
     return service
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+from twisted.application.service import Service
+from twisted.internet.error import CannotListenError
 from twisted.internet.task import Clock
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 
 from phpvoip import config
 from phpvoip.service import build_service
@@ -51,3 +55,55 @@ def test_reload_refuses_a_broken_file(tmp_path):
     path.write_text(TEXT.replace('in_to: "221"', 'in_to: "300-200"'))
     assert service.reload() is False
     assert [r.out_to for r in service.engine.router.routes] == ["231"]
+
+
+class Unbindable(Service):
+    """A child whose address is taken."""
+
+    def privilegedStartService(self):
+        raise CannotListenError("127.0.0.1", 2222, OSError(98, "Address already in use"))
+
+
+class Binds(Service):
+    """A child that binds fine, and says when it is released."""
+
+    def __init__(self) -> None:
+        self.bound = self.released = False
+
+    def privilegedStartService(self):
+        self.bound = True
+
+    def stopService(self):
+        self.released = True
+
+
+def test_children_are_named_when_they_cannot_bind(tmp_path):
+    """Any child may be added; one that cannot bind names itself, its address and its
+    config key, and the children bound before it are released."""
+    _, service = build(tmp_path)
+    for child in list(service):
+        child.disownServiceParent()
+    service.child_specs.clear()
+    first = Binds()
+    service.add_child(first, "SIP over udp", "udp:127.0.0.1:25060", "sip.listen[0]")
+    service.add_child(Unbindable(), "the manhole", "tcp:2222:interface=127.0.0.1", "manhole.listen")
+    logged: list = []
+    globalLogPublisher.addObserver(logged.append)
+    try:
+        with pytest.raises(SystemExit):
+            service.privilegedStartService()
+    finally:
+        globalLogPublisher.removeObserver(logged.append)
+    assert first.bound and first.released
+    [message] = [formatEvent(e) for e in logged if e.get("log_level") == LogLevel.critical]
+    assert message == (f"{tmp_path / 'phpvoip.yaml'}: manhole.listen: cannot bind the manhole on "
+                       "tcp:2222:interface=127.0.0.1: Address already in use")
+
+
+def test_sip_ports_are_named_children(tmp_path):
+    """Each SIP listen address is one named child with its config key."""
+    _, service = build(tmp_path)
+    assert [(c.name, c.address, c.key) for c in service.child_specs] == [
+        ("SIP over udp", "udp:127.0.0.1:25060", "sip.listen[0]"),
+        ("SIP over tcp", "tcp:127.0.0.1:25060", "sip.listen[1]"),
+    ]
