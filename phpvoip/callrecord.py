@@ -88,10 +88,6 @@ class CallRecord:
     transfers: list[str] = field(default_factory=list)  # targets it was transferred to
 
     @property
-    def ended(self) -> bool:
-        return self.end is not None
-
-    @property
     def duration(self) -> float:
         """Talk time in seconds (billable: answer to end; 0 when unanswered)."""
         if self.answer is None or self.end is None:

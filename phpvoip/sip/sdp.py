@@ -34,13 +34,6 @@ class Media:
     def media_line(self) -> str:
         return f"m={self.kind} {self.port} {self.proto} {' '.join(self.formats)}"
 
-    def attribute(self, name: str) -> str | None:
-        prefix = f"a={name}"
-        for line in self.lines:
-            if line == prefix or line.startswith(prefix + ":"):
-                return line[len(prefix) + 1 :] if len(line) > len(prefix) else ""
-        return None
-
 
 class SessionDescription:
     """An SDP body: session-level lines and media sections."""
