@@ -352,6 +352,7 @@ class IEngine(Interface):
     router = Attribute("The `IRouter` every call goes through.")
     modules = Attribute("The `IModule`s, highest weight first.")
     calls = Attribute("Calls in progress: the switch's call id -> its `phpvoip.bridge.Bridge`.")
+    records = Attribute("The `CallRecord`s of the last ended calls, newest last.")
 
     def local_address(transport):
         """The `Address` the switch is reachable at over `transport` (for Via,
@@ -397,6 +398,10 @@ class IEngine(Interface):
         `keep`'s party, through the router and `callout`, and re-bridge `keep`
         to it. Fires with the new leg, or fails with `RebridgeFailed` carrying the
         status (404 when no module reaches the target)."""
+
+    def counts():
+        """Live objects: calls, legs, dialogs, client and server transactions
+        (a dict of ints that returns to zeros when the switch is idle)."""
 
     def hangup(call_id, cause=None):
         """End a call in progress from the switch's side (both legs get a Reason).
