@@ -445,7 +445,7 @@ class Bridge(StateMachine):
 
     def _kept_ended(self, leg: Any, cause: Cause) -> None:
         joining, leaving = self.joining, self.leaving
-        self._stop_rebridge(Cause(487, cause.text or "Call ended", "remote"))
+        self._stop_rebridge()
         if leaving is not None:
             leaving.hangup(cause)
         joining.hangup(cause)
@@ -466,19 +466,24 @@ class Bridge(StateMachine):
 
     def _hang_up_rebridging(self, cause: Cause) -> None:
         keep, leaving, joining = self.kept, self.leaving, self.joining
-        self._stop_rebridge(Cause(487, cause.text or "Call ended", "local"))
+        self._stop_rebridge()
         for leg in (joining, keep, leaving):
             if leg is not None:
                 leg.hangup(cause)
         self._end(200, cause.text, "switch", cause_status=cause.status)
 
-    def _stop_rebridge(self, cause: Cause) -> None:
+    def _stop_rebridge(self) -> None:
+        """The call ends while the new leg is dialled: it is CANCELled, so the
+        re-bridge fails as its INVITE does, "487 Request Terminated". Status and
+        reason go verbatim into a transferor's NOTIFY as a sipfrag status line
+        (RFC 3515 §2.4.5), so the reason is that status's phrase, not the text of
+        why the call ended (which made "SIP/2.0 487 Normal call clearing")."""
         self._cancel_join_timer()
         if self.joining is not None:
             self.joining.listener = None
         d, self._rebridged = self._rebridged, None
         if d is not None:
-            d.errback(RebridgeFailed(cause.status or 487, cause.text))
+            d.errback(RebridgeFailed(487, "Request Terminated"))
 
     # -- helpers ---------------------------------------------------------------------------------
 
