@@ -390,7 +390,12 @@ class Bridge(StateMachine):
         target_text = (target.user or target.host) if target is not None else ""
         record.transfers.append(target_text)
         if module:
-            record.outbound_module = module
+            # The new party takes the side of the one it replaced: a transfer by
+            # the caller puts the target where the caller was.
+            if self.side_of(leg) == "caller":
+                record.inbound_module = module
+            else:
+                record.outbound_module = module
         # The transferor hears "200 OK" (NOTIFY) before its BYE.
         d.callback(leg)  # type: ignore[union-attr]
         if leaving is not None:

@@ -552,11 +552,14 @@ class Registrar:
             raise NotMine()
         caller = invite.from_
         domain = self.engine.domain
+        referred_by = invite.get("Referred-By")  # a transfer's (RFC 3892)
         branches = []
         for binding in bindings:
             request = Request("INVITE", parse_uri(binding.contact))
             request.add("From", NameAddr(URI("sip", caller.uri.user or "anonymous", domain), caller.display))
             request.add("To", NameAddr(URI("sip", callee.user, domain), invite.to.display))
+            if referred_by:
+                request.add("Referred-By", referred_by)
             branches.append(self.engine.outbound_leg(request, self._destination(binding)))
         return ForkLeg(branches, label=user)
 

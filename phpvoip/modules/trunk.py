@@ -117,4 +117,7 @@ class Trunk:
         request = Request("INVITE", URI("sip", number, host, port))
         request.add("From", NameAddr(URI("sip", caller.uri.user, self.engine.domain), caller.display))
         request.add("To", NameAddr(URI("sip", number, host, port), invite.to.display))
+        referred_by = invite.get("Referred-By")
+        if referred_by:
+            request.add("Referred-By", referred_by)  # a transfer's target learns who sent it (RFC 3892)
         return self.engine.outbound_leg(request, settings.address)

@@ -202,6 +202,8 @@ async def test_caller_transfers_the_callee(reactor, sipp, switch, peers, tmp_pat
     assert len(received(run.logs["c"], "BYE ")) == 1
     (record,) = run.records
     assert record.status == 200 and record.transfers == [TARGET] and record.hangup_by == "callee"
+    # C took the caller's side: the record names its module there.
+    assert (record.inbound_module, record.outbound_module) == ("to-c", "to-b")
 
 
 @pytest_twisted.ensureDeferred

@@ -85,7 +85,7 @@ def test_blind_transfer_by_the_callee():
     """REFER → 202 and NOTIFY 100; the target is dialled with the caller's SDP; on its
     answer NOTIFY 200, BYE to the transferor, re-INVITE to the caller with the new SDP."""
     engine, transport, clock, bridge, out, ok = answered_call()
-    deliver(engine, refer_from_b(out), BACKEND)
+    deliver(engine, refer_from_b(out, extra=(("Referred-By", "<sip:2005@127.0.0.1>"),)), BACKEND)
     sent = transport.take()
     [accepted] = [r for r in responses(sent, BACKEND) if r.cseq.method == "REFER"]
     assert accepted.status == 202 and accepted.contact
@@ -96,16 +96,20 @@ def test_blind_transfer_by_the_callee():
     [to_target] = requests(sent, TARGET)
     assert to_target.method == "INVITE" and to_target.body == SDP_A
     assert to_target.from_.uri.user == "1001" and to_target.to.uri.user == "3000"
-    assert to_target.get("Referred-By") is None
+    assert to_target.get("Referred-By") == "<sip:2005@127.0.0.1>"  # RFC 3892
     deliver(engine, answer(to_target, 180, tag="ctag"), TARGET)
+    assert notifies(transport.take()) == [b"SIP/2.0 180 Ringing\r\n"]
+    # A second REFER while the first is under way is told to wait.
+    deliver(engine, refer_from_b(out, cseq=8), BACKEND)
+    assert [r.status for r in responses(transport.take(), BACKEND) if r.cseq.method == "REFER"] == [491]
     deliver(engine, answer(to_target, 200, tag="ctag", body=SDP_C), TARGET)
     sent = transport.take()
     assert [m.method for m in requests(sent, TARGET)] == ["ACK"]
     to_b = requests(sent, BACKEND)
-    assert [m.method for m in to_b] == ["NOTIFY", "NOTIFY", "BYE"]
-    assert [m.body for m in to_b[:2]] == [b"SIP/2.0 180 Ringing\r\n", b"SIP/2.0 200 OK\r\n"]
-    assert to_b[1].get("Subscription-State") == "terminated;reason=noresource"
-    assert 'text="Call transferred"' in to_b[2].get("Reason")
+    assert [m.method for m in to_b] == ["NOTIFY", "BYE"]
+    assert to_b[0].body == b"SIP/2.0 200 OK\r\n"
+    assert to_b[0].get("Subscription-State") == "terminated;reason=noresource"
+    assert 'text="Call transferred"' in to_b[1].get("Reason")
     [reinvite] = requests(sent, PHONE)
     assert reinvite.method == "INVITE" and b"m=audio 6000" in reinvite.body
     assert b"o=bob 20 2 " in reinvite.body  # the caller still sees B's session, next version
