@@ -242,7 +242,8 @@ class Bridge(StateMachine):
         return second if leg is first else first
 
     def side_of(self, leg: Any) -> str:
-        """"caller" or "callee": which side of the original call `leg` is on."""
+        """Which side of the original call `leg` is on: "caller" or "callee" (a
+        joined leg takes the side of the one it replaced)."""
         if leg is self.inbound:
             return "caller"
         if leg is self.outbound:
@@ -347,11 +348,15 @@ class Bridge(StateMachine):
 
     def _cannot_rebridge(self, keep: Any, joining: Any, *rest: Any) -> defer.Deferred:
         status = 481 if self.state is B.ENDED else 491
-        return defer.fail(RebridgeFailed(status, f"call is {self.state.value}"))
+        reason = "Call Does Not Exist" if status == 481 else "Request Pending"
+        # The new leg was built for this call and is never dialled: let it go.
+        joining.hangup(Cause(status, reason, "local"))
+        return defer.fail(RebridgeFailed(status, reason))
 
     def _start_rebridge(self, keep: Any, joining: Any, by: str, module: str,
                         ring_timeout: float | None, on_progress: Any) -> defer.Deferred:
         if keep is not self.parties[0] and keep is not self.parties[1]:
+            joining.hangup(Cause(500, "Not a party of the call", "local"))
             return defer.fail(ValueError(f"{keep!r} is not a party of {self!r}"))
         leaving = self.other(keep)
         self.state = B.REBRIDGING

@@ -188,6 +188,10 @@ def test_rebridge_refused_outside_an_answered_call():
     busy: list = []
     bridge.rebridge(a.bridge_side, d.bridge_side).addErrback(lambda f: busy.append(f.value.status))
     assert busy == [491] and d.rung == []
+    # A leg built for a re-bridge that cannot happen is let go, never dialled.
+    assert d.bridge_side.state is LegState.TERMINATED
+    assert d.heard.events == [("failed", 491, "Request Pending")]
+    e = Party(SDP_C)
     bridge.hangup(Cause(None, "operator"))
-    bridge.rebridge(a.bridge_side, d.bridge_side).addErrback(lambda f: busy.append(f.value.status))
-    assert busy == [491, 481]
+    bridge.rebridge(a.bridge_side, e.bridge_side).addErrback(lambda f: busy.append(f.value.status))
+    assert busy == [491, 481] and e.bridge_side.state is LegState.TERMINATED
