@@ -243,6 +243,9 @@ class ILegHost(Interface):
     def settled(leg):
         """An inbound leg has answered or refused: no CANCEL can reach it."""
 
+    def leg_started():
+        """A leg was made (for the live-object counts)."""
+
     def leg_finished(leg):
         """The leg has ended (for the live-object counts)."""
 

@@ -6,10 +6,11 @@ import enum
 
 import pytest
 from twisted.internet.task import Clock
+from zope.interface.verify import verifyObject
 
 from phpvoip.bridge import Bridge, BridgeState
 from phpvoip.callrecord import CallRecord
-from phpvoip.interfaces import Cause, IncomingCall, LegState
+from phpvoip.interfaces import Cause, ILegHost, IncomingCall, LegState
 from phpvoip.legs.fork import ForkLeg
 from phpvoip.legs.local import LocalLeg, local_pair
 from phpvoip.legs.sip import InboundLeg, OutboundLeg
@@ -123,6 +124,7 @@ def test_sip_legs_speak_to_their_host_only():
     [bridge] = engine.calls.values()
     assert isinstance(bridge.inbound, InboundLeg) and isinstance(bridge.outbound, OutboundLeg)
     assert bridge.inbound.host is engine.host and bridge.outbound.host is engine.host
+    assert verifyObject(ILegHost, engine.host)
     assert not hasattr(bridge.inbound, "engine")
     assert bridge.outbound.destination == BACKEND
     assert isinstance(IncomingCall(None).id, str)
