@@ -311,8 +311,8 @@ class Bridge(StateMachine):
 
     def _party_ended(self, leg: Any, cause: Cause) -> None:
         self.other(leg).hangup(cause)
-        side = "switch" if cause.origin == "timeout" else self.side_of(leg)
-        self._end(200, cause.text or "Normal call clearing", side, cause_status=cause.status)
+        self._end(200, cause.text or "Normal call clearing", self._hung_up_by(leg, cause),
+                  cause_status=cause.status)
 
     def _relay_request(self, leg: Any, method: str, body: bytes, content_type: str | None,
                        headers: Any) -> defer.Deferred:
@@ -437,14 +437,15 @@ class Bridge(StateMachine):
         keep, leaving = self.kept, self.leaving
         self.kept = self.leaving = self.joining = None
         d, self._rebridged = self._rebridged, None
-        # Back to how the call was; with the leaving party gone, the kept one is
-        # alone and its call ends once the failure is reported.
-        self.state = B.ANSWERED
-        self.parties = [keep, leaving if leaving is not None else leg]
-        d.errback(RebridgeFailed(status, reason))  # type: ignore[union-attr]
-        if leaving is None and self.state is B.ANSWERED:
+        if leaving is None:
+            # The party being replaced has gone: the kept one is alone.
+            self.parties = [keep]
             keep.hangup(Cause(status, reason, "local"))
             self._end(200, f"transfer failed: {status} {reason}", "switch", cause_status=status)
+        else:
+            self.state = B.ANSWERED  # back to how the call was
+            self.parties = [keep, leaving]
+        d.errback(RebridgeFailed(status, reason))  # type: ignore[union-attr]
 
     def _joining_not_answered(self) -> None:
         self._join_timer = None
@@ -459,8 +460,8 @@ class Bridge(StateMachine):
         if leaving is not None:
             leaving.hangup(cause)
         joining.hangup(cause)
-        side = "switch" if cause.origin == "timeout" else self.side_of(leg)
-        self._end(200, cause.text or "Normal call clearing", side, cause_status=cause.status)
+        self._end(200, cause.text or "Normal call clearing", self._hung_up_by(leg, cause),
+                  cause_status=cause.status)
 
     def _leaving_ended(self, leg: Any, cause: Cause) -> None:
         """The party being replaced hung up (a transferor usually does once its
@@ -505,6 +506,11 @@ class Bridge(StateMachine):
             sdp = continue_origin(sdp, self._sdp_to.get(to_leg))
         self._sdp_to[to_leg] = sdp
         return sdp
+
+    def _hung_up_by(self, leg: Any, cause: Cause) -> str:
+        """Who ended the call when `leg` ended with `cause`: its side, or the
+        switch when the far end stopped answering."""
+        return "switch" if cause.origin == "timeout" else self.side_of(leg)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None and self._timer.active():

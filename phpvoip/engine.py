@@ -120,10 +120,6 @@ class Engine:
         """The records of the last ended calls, newest last (a `RecentCalls` observer)."""
         return self.recent.records
 
-    @property
-    def dialogs(self) -> Any:
-        return self.host.dialogs
-
     # -- life cycle ------------------------------------------------------------------
 
     def start(self) -> defer.Deferred:
@@ -392,7 +388,7 @@ class Engine:
 
         def failed(failure: Failure) -> Any:
             if failure.check(_Abandoned):
-                self._finish(record, 487, "Caller cancelled", "caller", cancelled=True)
+                self._finish(record, 487, "", cancelled=True)
                 return None
             status, reason, headers = 500, None, ()
             if failure.check(NotMine):
@@ -406,10 +402,7 @@ class Engine:
             if inbound is not None:
                 cancelled = bool(call.attributes.get("cancelled")) or inbound.state is LegState.TERMINATED
                 inbound.reject(status, reason, headers)
-                if cancelled:
-                    self._finish(record, 487, "Caller cancelled", "caller", cancelled=True)
-                else:
-                    self._finish(record, status, reason or "", "switch")
+                self._finish(record, status, reason, cancelled)
             else:
                 self._refuse(call, record, status, reason, headers)
             return failure if call.transaction is None else None
@@ -430,13 +423,17 @@ class Engine:
     def _call_ended(self, bridge: Bridge) -> None:
         record = bridge.record
         self.calls.pop(record.id, None)
-        self.events.publish(CallEnded.of(record, record.end or self.clock.seconds()))
+        self.events.publish(CallEnded.of(record, record.end))  # type: ignore[arg-type]
 
-    def _finish(self, record: CallRecord, status: int, reason: str, by: str, cancelled: bool = False) -> None:
-        """End an attempt that never reached a bridge."""
+    def _finish(self, record: CallRecord, status: int, reason: str | None, cancelled: bool = False) -> None:
+        """End an attempt that never reached a bridge: refused by the switch with
+        `status`, or given up by the caller (487) while the modules decided."""
         if record.end is not None:
             return
-        record.finish(self.clock.seconds(), status, reason, by, cancelled=cancelled)
+        if cancelled:
+            record.finish(self.clock.seconds(), 487, "Caller cancelled", "caller", cancelled=True)
+        else:
+            record.finish(self.clock.seconds(), status, reason or "", "switch")
         self.events.publish(CallEnded.of(record, record.end))  # type: ignore[arg-type]
 
     # -- asking modules ------------------------------------------------------------------------
@@ -484,10 +481,7 @@ class Engine:
                 headers: Any = ()) -> None:
         transaction = call.transaction
         cancelled = bool(call.attributes.get("cancelled"))
-        if cancelled:
-            self._finish(record, 487, "Caller cancelled", "caller", cancelled=True)
-        else:
-            self._finish(record, status, reason or "", "switch")
+        self._finish(record, status, reason, cancelled)
         if transaction is None:
             return
         self.host.waiting.pop(transaction, None)

@@ -318,13 +318,9 @@ class SipLeg(StateMachine):
         return target
 
     def _peer_hosts(self) -> set[str]:
-        hosts = {self.peer_address.host}
-        dialog = self.dialog
-        if dialog is not None and dialog.route_set:
-            address = dialog.next_hop().address()
-            if address is not None:
-                hosts.add(address.host)
-        return hosts
+        """Where the party's requests may come from: itself, or the first hop of
+        the route set, where our own requests to it go."""
+        return {self.peer_address.host, self._destination().host}
 
     def ack_received(self, ack: Request) -> None:
         if self.dialog is not None:

@@ -126,8 +126,11 @@ def same_media(a: bytes | None, b: bytes | None) -> bool:
     (o=) and session name (s=) lines, which say who wrote them, not what flows."""
     if a is None or b is None:
         return a is b
-    keep = lambda body: [line for line in _lines(body) if not line.startswith(("o=", "s="))]  # noqa: E731
-    return keep(a) == keep(b)
+    return _media_lines(a) == _media_lines(b)
+
+
+def _media_lines(body: bytes) -> list[str]:
+    return [line for line in _lines(body) if not line.startswith(("o=", "s="))]
 
 
 def origin_fields(body: bytes | None) -> list[str] | None:

@@ -10,7 +10,7 @@ from zope.interface.verify import verifyObject
 
 from phpvoip.bridge import Bridge, BridgeState
 from phpvoip.callrecord import CallRecord
-from phpvoip.interfaces import Cause, ILegHost, IncomingCall, LegState
+from phpvoip.interfaces import Cause, ILegHost, LegState
 from phpvoip.legs.fork import ForkLeg
 from phpvoip.legs.local import LocalLeg, local_pair
 from phpvoip.legs.sip import InboundLeg, OutboundLeg
@@ -21,12 +21,12 @@ MACHINES = [InboundLeg, OutboundLeg, LocalLeg, ForkLeg, Bridge]
 
 
 @pytest.mark.parametrize("machine", MACHINES, ids=lambda m: m.__name__)
-def test_tables_name_real_handlers_and_real_states(machine):
-    """Every table row names a handler of the class and a state of its enum."""
+def test_tables_are_keyed_by_one_enum(machine):
+    """Every state a table lists is a member of one enum and takes some event
+    (handler names are checked when the class is made, see below)."""
     states = {type(state) for state in machine.TABLE}
     assert len(states) == 1 and issubclass(states.pop(), enum.Enum)
-    for state, event, handler in machine.transitions():
-        assert callable(getattr(machine, handler)), (state, event, handler)
+    assert all(events for events in machine.TABLE.values())
 
 
 def test_leg_tables_cover_every_state_a_leg_can_be_in():
@@ -127,4 +127,3 @@ def test_sip_legs_speak_to_their_host_only():
     assert verifyObject(ILegHost, engine.host)
     assert not hasattr(bridge.inbound, "engine")
     assert bridge.outbound.destination == BACKEND
-    assert isinstance(IncomingCall(None).id, str)
