@@ -15,6 +15,16 @@ from typing import Any
 import yaml
 
 from phpvoip.moduletypes import DuplicateModuleType, find_module_types
+from phpvoip.opsconfig import (
+    CdrSettings,
+    LadderSettings,
+    ManholeSettings,
+    MetricsSettings,
+    cdr_settings,
+    ladder_settings,
+    manhole_settings,
+    metrics_settings,
+)
 from phpvoip.settings import ConfigError, Section
 from phpvoip.sip.address import Address
 from phpvoip.sip.timers import Timers
@@ -100,6 +110,10 @@ class Config:
     modules: list[ModuleConfig] = field(default_factory=list)
     routes: list[Any] = field(default_factory=list)
     log_level: str = "info"
+    manhole: ManholeSettings | None = None
+    metrics: MetricsSettings | None = None
+    cdr: CdrSettings = field(default_factory=CdrSettings)
+    ladders: LadderSettings = field(default_factory=LadderSettings)
 
 
 def build_module(module: ModuleConfig) -> Any:
@@ -115,8 +129,6 @@ def module_types() -> list[str]:
 # Sections the design reserves for features this version does not have yet.
 _NOT_YET = {
     "media": "RTP media relay",
-    "manhole": "the manhole shell",
-    "metrics": "the metrics endpoint",
 }
 
 
@@ -150,8 +162,12 @@ def load_text(text: str, file: str = "<config>") -> Config:
         if top.has(name):
             top.raw(name)
             raise top.error(name, f"{feature} is not available in this version of phpvoip")
+    manhole = manhole_settings(top)
+    metrics = metrics_settings(top)
+    cdr = cdr_settings(top, storage.kind)
+    ladders = ladder_settings(top)
     top.check_unknown()
-    return Config(file, sip, storage, calls, modules, routes, log_level)
+    return Config(file, sip, storage, calls, modules, routes, log_level, manhole, metrics, cdr, ladders)
 
 
 def _sip_settings(section: Section) -> SipSettings:

@@ -57,6 +57,10 @@ class SwitchService(MultiService):
         self.reactor = reactor
         self.child_specs: list[Child] = []
         self._old_sighup: Any = None
+        self.started_at = reactor.seconds()
+        # Operations (issue 12): set by build_service when configured, else None.
+        self.cdr: Any = None  # phpvoip.cdr.CallDetailRecords, an observer of the call events
+        self.ladders: Any = None  # phpvoip.ladder.Ladders, fed by the transport's message tap
 
     def add_child(self, service: Any, name: str, address: str, key: str) -> Child:
         """Make `service` a child, started (and bound) with the switch."""
@@ -141,6 +145,9 @@ class SwitchService(MultiService):
                 timeout.cancel()
             self.transport.disconnect_all()
             stopped = defer.maybeDeferred(MultiService.stopService, self)
+            if self.cdr is not None:
+                # The calls just hung up are recorded before the store closes.
+                stopped.addBoth(lambda _: self.cdr.stop())
             store = self.engine.store
             if store is not None:
                 stopped.addBoth(lambda _: store.close())
@@ -200,5 +207,32 @@ def build_service(config: Config, reactor: Any = None) -> SwitchService:
     service = SwitchService(config, transport, engine, reactor)
     for child in _build_ports(config, transport):
         service.add_child(child.service, child.name, child.address, child.key)
+    _build_operations(config, service)
     return service
+
+
+def _build_operations(config: Config, service: SwitchService) -> None:
+    """Ladders, call records, metrics and the manhole, each when configured; all of
+    them watch the switch through the call events and its counters."""
+    if config.ladders.enabled:
+        from phpvoip.ladder import Ladders
+
+        service.ladders = Ladders(config.ladders, service.reactor)
+        service.ladders.attach(service.transport, service.engine)
+    if config.cdr.enabled:
+        from phpvoip.cdr import CallDetailRecords
+
+        service.cdr = CallDetailRecords(service.engine.store, config.cdr, service.reactor)
+        service.engine.add_observer(service.cdr)
+    if config.metrics is not None:
+        from phpvoip.metrics import metrics_service
+
+        listen = config.metrics.listen.endpoint
+        service.add_child(metrics_service(config.metrics, service), "the metrics endpoint", listen,
+                          "metrics.listen")
+    if config.manhole is not None:
+        from phpvoip.manhole import manhole_service
+
+        listen = config.manhole.listen.endpoint
+        service.add_child(manhole_service(config.manhole, service), "the manhole", listen, "manhole.listen")
 
