@@ -3,6 +3,10 @@
 Run through ``bench/calls.sh`` (``make bench``), or
 ``.venv/bin/python bench/calls.py [--rates 100,200,...] [--duration 10] [--only phpvoip]``.
 
+phpvoip runs twice: plain (call records, ladders and metrics off) and as
+``phpvoip+ops`` (call records in SQLite, ladders on, /metrics scraped every 2 s), so
+that the cost of operating it is read off one run.
+
 For each B2BUA the same ladder runs: SIPp's built-in UAC places calls at a fixed
 rate for ``--duration`` seconds into the B2BUA, which carries each one to SIPp's
 built-in UAS (INVITE, 180, 200, ACK, BYE, 200 on both sides). A step passes when
@@ -31,10 +35,13 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -200,13 +207,17 @@ class Phpvoip(B2bua):
     name = "phpvoip"
     profile: Path | None = None  # cProfile statistics file (--profile)
 
+    def operations(self) -> str:
+        """The config's operations sections: all off for the plain run."""
+        return "storage: 'memory:'\nladders: {enabled: false}\ncdr: {enabled: false}\n"
+
     def command(self) -> tuple[list[str], dict[str, str]]:
-        config = self.work / "phpvoip.yaml"
+        config = self.work / f"{self.name}.yaml"
         config.write_text(
             "sip:\n"
             f"  listen: [udp:{LOOPBACK}:{self.port}]\n"
             f"  domain: {LOOPBACK}\n"
-            "storage: 'memory:'\n"
+            + self.operations() +
             "log_level: warn\n"
             "calls: {keepalive_interval: 0}\n"
             "modules:\n"
@@ -222,6 +233,57 @@ class Phpvoip(B2bua):
         if self.profile is not None:
             profiling = [f"--profile={self.profile}", "--profiler=cprofile", "--savestats"]
         return [str(twistd), "-n", "--pidfile=", *profiling, "phpvoip", "-c", str(config)], env
+
+
+class PhpvoipOps(Phpvoip):
+    """phpvoip as an operator runs it: call records in SQLite, ladders kept, and the
+    metrics endpoint scraped every `SCRAPE_EVERY` seconds while calls run."""
+
+    name = "phpvoip+ops"
+    SCRAPE_EVERY = 2.0
+
+    def __init__(self, work: Path, uas_port: int) -> None:
+        super().__init__(work, uas_port)
+        self.metrics_port = free_port()
+        self.scrapes = 0
+        self._scraping = threading.Event()
+
+    def operations(self) -> str:
+        return (
+            f"storage: sqlite:{self.work / 'ops.db'}\n"
+            "ladders: {enabled: true}\n"
+            "cdr: {enabled: true}\n"
+            f"metrics: {{listen: 'tcp:{self.metrics_port}:interface={LOOPBACK}'}}\n"
+        )
+
+    def start(self) -> None:
+        super().start()
+        thread = threading.Thread(target=self._scrape, daemon=True)
+        thread.start()
+
+    def _scrape(self) -> None:
+        url = f"http://{LOOPBACK}:{self.metrics_port}/metrics"
+        while not self._scraping.wait(self.SCRAPE_EVERY):
+            try:
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    response.read()
+                self.scrapes += 1
+            except OSError:
+                pass
+
+    def stop(self) -> None:
+        self._scraping.set()
+        super().stop()
+        rows = cdr_rows(self.work / "ops.db")
+        print(f"  {self.name}: {self.scrapes} scrapes of /metrics, {rows} call records written", flush=True)
+
+
+def cdr_rows(database: Path) -> int | str:
+    try:
+        with sqlite3.connect(database) as db:
+            return db.execute("SELECT COUNT(*) FROM cdr").fetchone()[0]
+    except sqlite3.Error as e:
+        return f"unreadable ({e})"
 
 
 class Sippy(B2bua):
@@ -306,7 +368,7 @@ def fmt_ms(value: float | None) -> str:
 def print_step(name: str, step: Step) -> None:
     verdict = "pass" if step.passed else "FAIL"
     print(
-        f"  {name:8} {step.rate:6d}/s {step.ok:7d} ok {step.failed:5d} failed "
+        f"  {name:11} {step.rate:6d}/s {step.ok:7d} ok {step.failed:5d} failed "
         f"{step.uas_failed:4d} uas-failed {step.retransmissions:5d} retrans  "
         f"setup p50 {fmt_ms(step.p50):>4} ms p99 {fmt_ms(step.p99):>5} ms  "
         f"CPU {step.cpu:5.1f}%  peak RSS {step.rss_peak_kib / 1024:6.1f} MiB  {verdict} {step.note}",
@@ -358,18 +420,21 @@ def summary(results: list[Result], args: argparse.Namespace) -> None:
     print()
     print(f"Highest rate with zero failed calls ({args.duration:g} s per step, {os.cpu_count()} CPUs, "
           f"SIPp on the same machine):")
-    print(f"  {'B2BUA':8} {'calls/s':>8} {'setup p50':>10} {'setup p99':>10} {'CPU':>7} {'peak RSS':>10}")
+    print(f"  {'B2BUA':11} {'calls/s':>8} {'setup p50':>10} {'setup p99':>10} {'CPU':>7} {'peak RSS':>10}")
     best: dict[str, int] = {}
     for result in results:
         step = result.best
         if step is None:
-            print(f"  {result.name:8} {'none':>8}  (even the first step failed)")
+            print(f"  {result.name:11} {'none':>8}  (even the first step failed)")
             continue
         best[result.name] = step.rate
-        print(f"  {result.name:8} {step.rate:8d} {fmt_ms(step.p50):>7} ms {fmt_ms(step.p99):>7} ms "
+        print(f"  {result.name:11} {step.rate:8d} {fmt_ms(step.p50):>7} ms {fmt_ms(step.p99):>7} ms "
               f"{step.cpu:6.1f}% {step.rss_peak_kib / 1024:6.1f} MiB")
     if "phpvoip" in best and "sippy" in best:
         print(f"  ratio phpvoip / sippy: {best['phpvoip'] / best['sippy']:.2f}")
+    if "phpvoip" in best and "phpvoip+ops" in best:
+        change = 100.0 * (best["phpvoip+ops"] - best["phpvoip"]) / best["phpvoip"]
+        print(f"  with call records, ladders and metrics on: {change:+.0f}% calls/s")
 
 
 def main() -> int:
@@ -379,7 +444,7 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of calls per step")
     parser.add_argument("--hold", type=int, default=0, help="ms between the ACK and the BYE (SIPp -d)")
     parser.add_argument("--pause", type=float, default=3.0, help="seconds between steps")
-    parser.add_argument("--only", choices=("phpvoip", "sippy"), help="run one B2BUA only")
+    parser.add_argument("--only", choices=("phpvoip", "phpvoip+ops", "sippy"), help="run one B2BUA only")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (SIPp traces, logs)")
     parser.add_argument("--profile", action="store_true",
                         help="run phpvoip under cProfile and print where its time per call goes "
@@ -391,7 +456,7 @@ def main() -> int:
     if sipp is None:
         print("sipp is not installed (apt-get install sip-tester)", file=sys.stderr)
         return 2
-    kinds: list[type[B2bua]] = [Phpvoip, Sippy]
+    kinds: list[type[B2bua]] = [Phpvoip, PhpvoipOps, Sippy]
     if args.only:
         kinds = [k for k in kinds if k.name == args.only]
     if Sippy in kinds and not (BENCH_VENV / "bin" / "b2bua").exists():
@@ -404,7 +469,7 @@ def main() -> int:
     try:
         for kind in kinds:
             b2bua = kind(work, free_port())
-            if isinstance(b2bua, Phpvoip) and args.profile:
+            if type(b2bua) is Phpvoip and args.profile:
                 b2bua.profile = work / "phpvoip.pstats"
             results.append(run_ladder(sipp, b2bua, rates, args))
         summary(results, args)
