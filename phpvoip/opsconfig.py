@@ -47,8 +47,9 @@ class ListenSettings:
 @dataclass(frozen=True)
 class ManholeSettings:
     """`manhole:`: an SSH server on `listen` giving a Python shell on the live switch.
-    Only the public keys in `authorized_keys` get in; `host_key` is the server's own
-    key, made on first start when the file does not exist."""
+    Only the public keys in `authorized_keys` get in (the file is read at each login);
+    `host_key` is the server's own key, made on first start when the file does not
+    exist."""
 
     listen: ListenSettings
     authorized_keys: str
@@ -122,9 +123,11 @@ def manhole_settings(top: Section) -> ManholeSettings | None:
     allow_remote = section.boolean("allow_remote", False)
     listen = parse_listen(section, "listen", allow_remote)
     # Relative paths are taken from the working directory, as storage: sqlite:PATH is.
+    # The file is read at each login, so it may not exist yet (nobody gets in until
+    # a key is added); a directory or some other thing in its place is a mistake.
     keys = section.string("authorized_keys")
-    if not Path(keys).is_file():
-        raise section.error("authorized_keys", f"{keys!r} is not a readable file")
+    if Path(keys).exists() and not Path(keys).is_file():
+        raise section.error("authorized_keys", f"{keys!r} is not a file")
     host_key = section.string("host_key", "var/manhole_host_key")
     section.check_unknown()
     return ManholeSettings(listen, keys, host_key, allow_remote)

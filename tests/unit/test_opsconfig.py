@@ -39,6 +39,13 @@ def test_loopback_manhole_and_metrics(tmp_path: Path):
     assert loaded.metrics.listen.interface == "::1" and loaded.metrics.path == "/metrics"
 
 
+def test_keys_file_may_come_later(tmp_path: Path):
+    """The keys are read at each login: a file not made yet lets nobody in."""
+    missing = tmp_path / "not-yet"
+    loaded = load_text(f"manhole: {{listen: 'tcp:2222:interface=127.0.0.1', authorized_keys: {missing}}}\n")
+    assert loaded.manhole.authorized_keys == str(missing)
+
+
 def test_remote_listen_needs_allow_remote(tmp_path: Path):
     keys = keys_file(tmp_path)
     loaded = load_text(
@@ -62,8 +69,8 @@ def test_remote_listen_needs_allow_remote(tmp_path: Path):
         ("metrics: {listen: 'tcp:1:interface=127.0.0.1', path: 'x y'}", "metrics.path", "not a URL path"),
         ("metrics: {listen: 'tcp:1:interface=127.0.0.1', port: 1}", "metrics.port", "unknown key"),
         ("metrics: {}", "metrics.listen", "is required"),
-        ("manhole: {listen: 'tcp:2222:interface=127.0.0.1', authorized_keys: /nonexistent/keys}",
-         "manhole.authorized_keys", "not a readable file"),
+        ("manhole: {listen: 'tcp:2222:interface=127.0.0.1', authorized_keys: /}",
+         "manhole.authorized_keys", "'/' is not a file"),
         ("cdr: {enabled: true}", "cdr.enabled", "set storage: sqlite:PATH"),
         ("storage: sqlite:x.db\ncdr: {batch: 0}", "cdr.batch", "at least 1"),
         ("ladders: {messages: 1}", "ladders.messages", "at least 2"),
