@@ -21,6 +21,7 @@ from twisted.python.components import Componentized
 from phpvoip import config as config_module
 from phpvoip.config import Config, ConfigError
 from phpvoip.engine import Engine
+from phpvoip.gcwatch import GcWatch
 from phpvoip.router import Router
 from phpvoip.transport import SipTransport
 
@@ -58,6 +59,7 @@ class SwitchService(MultiService):
         self.child_specs: list[Child] = []
         self._old_sighup: Any = None
         self.started_at = reactor.seconds()
+        self.gc_watch = GcWatch()  # collector pauses, for stats() and metrics; on while running
         # Operations (issue 12): set by build_service when configured, else None.
         self.cdr: Any = None  # phpvoip.cdr.CallDetailRecords, an observer of the call events
         self.ladders: Any = None  # phpvoip.ladder.Ladders, fed by the transport's message tap
@@ -101,6 +103,7 @@ class SwitchService(MultiService):
 
     def startService(self) -> None:
         super().startService()
+        self.gc_watch.start()
         log.info(
             "phpvoip started from {file} on {listen} with modules {modules}",
             file=self.config.file,
@@ -134,6 +137,7 @@ class SwitchService(MultiService):
 
     def stopService(self) -> Any:
         log.info("phpvoip stopping")
+        self.gc_watch.stop()
         if self._old_sighup is not None:
             signal.signal(signal.SIGHUP, self._old_sighup)
             self._old_sighup = None

@@ -135,6 +135,11 @@ class TransactionLayer:
         self._servers: dict[tuple, ServerTransaction] = {}
         # match key -> the transaction a CANCEL with that key would cancel (§9.2)
         self._originals: dict[tuple, ServerTransaction] = {}
+        # Totals since start, for the manhole and metrics: plain ints, bumped in place.
+        self.clients_started = 0
+        self.servers_started = 0
+        self.retransmissions_sent = 0  # requests and responses sent again
+        self.retransmissions_received = 0  # duplicates absorbed or answered again
 
     # -- from the transport ------------------------------------------------------
 
@@ -192,6 +197,7 @@ class TransactionLayer:
         else:
             tx = ClientNonInviteTransaction(self, request, destination, on_response)
         self._clients[key] = tx
+        self.clients_started += 1
         try:
             if method == "CANCEL":
                 self._start_cancel(tx, branch)
@@ -211,6 +217,18 @@ class TransactionLayer:
     def counts(self) -> dict[str, int]:
         """Live transactions: ``{"client": n, "server": m}``."""
         return {"client": len(self._clients), "server": len(self._servers)}
+
+    def totals(self) -> dict[str, int]:
+        """What the layer has done since it was made (these only grow): transactions
+        started, and messages sent again or received again. Duplicates the user
+        handles itself (a 2xx to INVITE retransmitted to an Accepted client
+        transaction) are not counted here."""
+        return {
+            "client_started": self.clients_started,
+            "server_started": self.servers_started,
+            "retransmissions_sent": self.retransmissions_sent,
+            "retransmissions_received": self.retransmissions_received,
+        }
 
     # -- matching --------------------------------------------------------------------
 
@@ -242,6 +260,7 @@ class TransactionLayer:
         key = (method, match)
         known = self._servers.get(key)
         if known is not None:
+            self.retransmissions_received += 1
             known._event("request", request)
             return
         if method == "CANCEL":
@@ -254,6 +273,7 @@ class TransactionLayer:
             tx = ServerNonInviteTransaction(self, request, source, key)
         self._servers[key] = tx
         self._originals[match] = tx
+        self.servers_started += 1
         self.user.request_received(request, tx)
 
     def _match_ack(self, ack: Request) -> ServerTransaction | None:
@@ -282,6 +302,7 @@ class TransactionLayer:
         matches the request it cancels like a retransmission of it would."""
         tx = ServerNonInviteTransaction(self, cancel, source, key)
         self._servers[key] = tx
+        self.servers_started += 1
         original = self._originals.get(key[1])
         if original is None or original.terminated:
             # §9.2: "it SHOULD respond to the CANCEL with a 481".

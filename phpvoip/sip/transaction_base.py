@@ -278,10 +278,19 @@ class _Transaction:
     def _absorb(self, arg: Any) -> None:
         """The event changes nothing in this state (a duplicate, a late message)."""
 
+    def _absorb_duplicate(self, arg: Any) -> None:
+        """A retransmission of what already came: counted, nothing else."""
+        self._layer.retransmissions_received += 1
+
     def _end(self, arg: Any) -> None:
         self._terminate()
 
     def _send(self, message: Request | Response, address: Address) -> None:
+        self._layer.send_stateless(message, address)
+
+    def _resend(self, message: Request | Response, address: Address) -> None:
+        """Send `message` again (a timer fired, or the peer repeated itself): counted."""
+        self._layer.retransmissions_sent += 1
         self._layer.send_stateless(message, address)
 
     def __repr__(self) -> str:

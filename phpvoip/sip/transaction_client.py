@@ -222,7 +222,7 @@ class ClientInviteTransaction(ClientTransaction):
         # time; unlike timer E there is no T2 cap for INVITE.
         self._interval *= 2
         self._arm("A", self._interval)
-        self._send(self.request, self.destination)
+        self._resend(self.request, self.destination)
 
     def _calling_timeout(self, arg: Any) -> None:
         self._drop_cancel()
@@ -291,8 +291,9 @@ class ClientInviteTransaction(ClientTransaction):
 
     def _resend_ack(self, response: Response) -> None:
         # §17.1.1.2: retransmitted finals are ACKed again and not passed up.
+        self._layer.retransmissions_received += 1
         if self._ack is not None:
-            self._send(self._ack, self.destination)
+            self._resend(self._ack, self.destination)
 
 
 class ClientNonInviteTransaction(ClientTransaction):
@@ -336,8 +337,8 @@ class ClientNonInviteTransaction(ClientTransaction):
         },
         S.COMPLETED: {
             "1xx": "_absorb",
-            "2xx": "_absorb",
-            "final": "_absorb",
+            "2xx": "_absorb_duplicate",
+            "final": "_absorb_duplicate",
             "timer_K": "_end",
             "transport_error": "_absorb",
         },
@@ -358,13 +359,13 @@ class ClientNonInviteTransaction(ClientTransaction):
         # §17.1.2.2: E doubles up to T2, i.e. "MIN(2*T1, T2)", "MIN(4*T1, T2)" ...
         self._interval = min(2 * self._interval, self._layer.timers.t2)
         self._arm("E", self._interval)
-        self._send(self.request, self.destination)
+        self._resend(self.request, self.destination)
 
     def _retransmit_t2(self, arg: Any) -> None:
         # §17.1.2.2: in Proceeding "Timer E MUST be reset with a value of T2".
         self._interval = self._layer.timers.t2
         self._arm("E", self._interval)
-        self._send(self.request, self.destination)
+        self._resend(self.request, self.destination)
 
     def _proceed(self, response: Response) -> None:
         self.state = S.PROCEEDING

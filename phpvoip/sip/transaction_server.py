@@ -80,7 +80,7 @@ class ServerTransaction(_Transaction):
 
     def _resend_last(self, arg: Any) -> None:
         if self.last_response is not None:
-            self._send(self.last_response, self.source)
+            self._resend(self.last_response, self.source)
 
     def _failed(self, reason: str) -> None:
         self._terminate()
@@ -134,7 +134,7 @@ class ServerInviteTransaction(ServerTransaction):
         },
         S.CONFIRMED: {
             "request": "_absorb",
-            "ack": "_absorb",
+            "ack": "_absorb_duplicate",
             "timer_I": "_end",
             "transport_error": "_absorb",
         },
@@ -172,7 +172,7 @@ class ServerInviteTransaction(ServerTransaction):
             self._disarm("trying")
             self._send_trying(None)
         else:
-            self._send(self.last_response, self.source)
+            self._resend(self.last_response, self.source)
 
     def _send_provisional(self, response: Response) -> None:
         self._disarm("trying")
@@ -203,7 +203,7 @@ class ServerInviteTransaction(ServerTransaction):
         # §17.2.1: G goes T1, 2*T1, 4*T1 ... "MIN(2*T1, T2)" and stays at T2.
         self._interval = min(2 * self._interval, self._layer.timers.t2)
         self._arm("G", self._interval)
-        self._send(self.last_response, self.source)
+        self._resend(self.last_response, self.source)
 
     def _ack_timeout(self, arg: Any) -> None:
         # §17.2.1: timer H "implies that the ACK was never received ... MUST
@@ -224,7 +224,7 @@ class ServerInviteTransaction(ServerTransaction):
 
     def _resend_2xx(self, response: Response) -> None:
         self._remember(response)
-        self._send(response, self.source)
+        self._resend(response, self.source)
         self._let_go_of_all()
 
     def _let_go_of_all(self) -> None:

@@ -79,6 +79,7 @@ class SipTransport:
         self._tcp_factories: list[StreamServerFactory] = []
         self._connections: dict[Address, StreamConnection] = {}
         self._local_addresses: list[Address] | None = None  # local_addresses(), cached
+        self.parse_errors = 0  # what arrived and could not be read (answered or dropped)
 
     @property
     def max_message_size(self) -> int:
@@ -267,6 +268,7 @@ class SipTransport:
         sink.message_received(message, source)
 
     def _refuse(self, decision: Reply | Drop, source: Address) -> None:
+        self.parse_errors += 1
         if decision.__class__ is Reply:
             response = decision.response
             log.debug("answering {status} to {source}: {reason}", status=response.status, source=source,
