@@ -1,4 +1,5 @@
-"""Call events: one stream of what happens to calls, many observers.
+"""Switch events: one stream of what happens to calls, registrations and lines,
+many observers.
 
 Every call attempt, refused ones included, produces in order:
 
@@ -10,6 +11,14 @@ Every call attempt, refused ones included, produces in order:
 they happen (a call refused with 403 goes straight from attempt to end). Each event is
 a small frozen object carrying the call's `CallRecord` (the same object for the whole
 call, filled in as it goes) and the clock time of the event.
+
+The same stream carries what the registrar and the outside lines do: `Registered`
+(a binding made or refreshed), `Unregistered` (removed or expired),
+`RegistrationRefused` (a REGISTER answered with an error: a plain digest challenge
+is not a refusal, a wrong password is) and `LineStateChanged` (a line's
+registration upstream moved, e.g. registered -> retrying). Every event derives from
+`Event` and has its `time`; call events add `call`. Observers pick what they want
+by type and ignore the rest.
 
 Observers provide `ICallObserver` and are registered with the engine
 (``engine.add_observer``). They are called synchronously on the reactor thread, so
@@ -39,14 +48,29 @@ __all__ = [
     "CallRinging",
     "CallRouted",
     "CallTransferred",
+    "Event",
+    "LineStateChanged",
     "RecentCalls",
+    "Registered",
+    "RegistrationEvent",
+    "RegistrationRefused",
+    "Unregistered",
 ]
 
 log = Logger()
 
 
+class Event:
+    """What every event on the stream has: `time`, the switch clock's seconds when
+    it happened (each subclass declares the field, so that call events keep their
+    ``(call, time, ...)`` order)."""
+
+    __slots__ = ()
+    time: float
+
+
 @dataclass(frozen=True, slots=True)
-class CallEvent:
+class CallEvent(Event):
     """What every call event has: the call's record and when it happened."""
 
     call: CallRecord
@@ -120,9 +144,62 @@ class CallEnded(CallEvent):
         )
 
 
+@dataclass(frozen=True, slots=True)
+class RegistrationEvent(Event):
+    """What the registrar's events have: the registrar `module`'s name and the
+    address-of-record (its user part, as the registrar keys it; "" when the
+    request named none)."""
+
+    time: float
+    module: str
+    aor: str
+
+
+@dataclass(frozen=True, slots=True)
+class Registered(RegistrationEvent):
+    """A binding was made (`refresh` False) or renewed for `expires` seconds;
+    `source` is the Address the REGISTER came from."""
+
+    contact: str = ""
+    expires: int = 0
+    source: Any = None
+    refresh: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Unregistered(RegistrationEvent):
+    """A binding is gone: `reason` is "unregistered" (the phone asked: expires 0
+    or ``Contact: *``) or "expired" (not refreshed in time)."""
+
+    contact: str = ""
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrationRefused(RegistrationEvent):
+    """A REGISTER was answered `status` `reason` (403, 404, 423, 400, 503, or 401
+    after wrong credentials); `source` is where it came from."""
+
+    status: int = 0
+    reason: str = ""
+    source: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class LineStateChanged(Event):
+    """An outside line's registration upstream went from `old` to `new` (the
+    `phpvoip.modules.line_state.LineState` names)."""
+
+    time: float
+    line: str
+    old: str
+    new: str
+
+
 class CallEvents:
-    """The publisher: a list of observers and a `publish` that protects the call
-    from each of them."""
+    """The publisher: a list of observers and a `publish` that protects the switch
+    from each of them. Carries every `Event`, not only call events (the name is
+    older than the registration and line events)."""
 
     __slots__ = ("observers",)
 
@@ -137,14 +214,16 @@ class CallEvents:
     def remove(self, observer: Any) -> None:
         self.observers = tuple(o for o in self.observers if o is not observer)
 
-    def publish(self, event: CallEvent) -> None:
+    def publish(self, event: Event) -> None:
         for observer in self.observers:
             try:
                 observer.call_event(event)
             except Exception:
+                call = getattr(event, "call", None)
                 log.failure(
-                    "call observer {observer!r} failed on {event}; the call goes on",
-                    observer=observer, event=type(event).__name__, callID=event.call.call_id,
+                    "observer {observer!r} failed on {event}; the switch goes on",
+                    observer=observer, event=type(event).__name__,
+                    callID=call.call_id if call is not None else None,
                 )
 
 
@@ -156,6 +235,6 @@ class RecentCalls:
     def __init__(self, size: int = 1000) -> None:
         self.records: deque[CallRecord] = deque(maxlen=size)
 
-    def call_event(self, event: CallEvent) -> None:
+    def call_event(self, event: Event) -> None:
         if type(event) is CallEnded:
             self.records.append(event.call)

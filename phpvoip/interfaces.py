@@ -251,15 +251,20 @@ class ILegHost(Interface):
 
 
 class ICallObserver(Interface):
-    """Hears every call event (`phpvoip.events`): attempt, routed, ringing,
-    answered, transferred, ended. Registered with `IEngine.add_observer`.
+    """Hears every event of the switch (`phpvoip.events`): the call events
+    (attempt, routed, ringing, answered, transferred, ended) and, on the same
+    stream, the registrar's (`Registered`, `Unregistered`, `RegistrationRefused`)
+    and the outside lines' (`LineStateChanged`). Registered with
+    `IEngine.add_observer`; it picks the events it wants by type and ignores the
+    others, including kinds added later.
 
     Called on the reactor thread as things happen: it must not block, and it must
     not change the call (it gets the record, not the legs). An observer that raises
     is logged and skipped; the call goes on."""
 
     def call_event(event):
-        """`event` is one of the `phpvoip.events.CallEvent` classes."""
+        """`event` is a `phpvoip.events.Event`: a `CallEvent` subclass, or a
+        registration or line event."""
 
 
 class IModule(Interface):
@@ -356,6 +361,8 @@ class IEngine(Interface):
     modules = Attribute("The `IModule`s, highest weight first.")
     calls = Attribute("Calls in progress: the switch's call id -> its `phpvoip.bridge.Bridge`.")
     records = Attribute("The `CallRecord`s of the last ended calls, newest last.")
+    events = Attribute("The `phpvoip.events.CallEvents` publisher: modules publish their "
+                       "registration and line events through its `publish(event)`.")
 
     def local_address(transport):
         """The `Address` the switch is reachable at over `transport` (for Via,
@@ -383,7 +390,7 @@ class IEngine(Interface):
         transaction. Returns a Deferred firing with the final Response."""
 
     def add_observer(observer):
-        """Subscribe an `ICallObserver` to every call event."""
+        """Subscribe an `ICallObserver` to every event (calls, registrations, lines)."""
 
     def remove_observer(observer):
         """Unsubscribe it (no error if it was not subscribed)."""

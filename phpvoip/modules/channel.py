@@ -31,6 +31,7 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from phpvoip.events import LineStateChanged
 from phpvoip.interfaces import IModule, IncomingCall, NotMine
 from phpvoip.modules.line_state import LineCounters, Registration, RegistrationPolicy
 from phpvoip.settings import Section
@@ -189,6 +190,7 @@ class SipChannel:
                 self.random,
                 self.name,
             )
+            self.registration.on_state = self._state_changed
             self.registration.start()
         if settings.keepalive > 0:
             self._schedule_keepalive()
@@ -200,6 +202,9 @@ class SipChannel:
             number=settings.bound_number,
             mode="registering" if settings.register else "static",
         )
+
+    def _state_changed(self, old: str, new: str) -> None:
+        self.engine.events.publish(LineStateChanged(self.engine.clock.seconds(), self.name, old, new))
 
     def stop(self) -> defer.Deferred:
         """Stop the keepalive and unregister; fires when the server answered the

@@ -216,6 +216,8 @@ class Registration:
         self._too_brief = 0  # 423s followed in this attempt
         self._waiters: list[defer.Deferred] = []
         self._stop_bound: IDelayedCall | None = None
+        # Told ``(old, new)`` on every change of state (the line publishes it).
+        self.on_state: Callable[[str, str], None] | None = None
 
     def __repr__(self) -> str:
         return f"<Registration {self.name} {self.aor} {self.state}>"
@@ -231,6 +233,8 @@ class Registration:
             log.debug(
                 "line {line}: {old} --{event}--> {new}", line=self.name, old=old, event=event, new=new
             )
+            if self.on_state is not None:
+                self.on_state(old, new)
         return new
 
     @property

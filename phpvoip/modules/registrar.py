@@ -44,6 +44,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from phpvoip.events import Registered, RegistrationRefused, Unregistered
 from phpvoip.interfaces import CallRejected, IModule, IncomingCall, NotMine
 from phpvoip.legs.fork import ForkLeg
 from phpvoip.modules.bindings import BindingTable, contact_key
@@ -168,11 +169,14 @@ def _ip_host(host: str) -> str | None:
 
 
 class _Refusal(Exception):
-    """A REGISTER answered with an error; carries the response."""
+    """A REGISTER answered with an error; carries the response. `refused` is False
+    for a plain digest challenge (the normal first answer), which is published as
+    no refusal."""
 
-    def __init__(self, response: Response) -> None:
+    def __init__(self, response: Response, refused: bool = True) -> None:
         super().__init__(response.status)
         self.response = response
+        self.refused = refused
 
 
 @implementer(IModule)
@@ -300,10 +304,18 @@ class Registrar:
     def register(self, request: Request, source: Address | None) -> Response:
         """The response to one REGISTER (RFC 3261 §10.3), bindings changed."""
         try:
-            return self._register(request, source)
+            response = self._register(request, source)
         except _Refusal as refusal:
             self.stats["refused"] += 1
-            return refusal.response
+            response = refusal.response
+            if not refusal.refused:
+                return response
+        if response.status >= 300 and self.engine is not None:
+            user = request.to.uri.user
+            self.engine.events.publish(RegistrationRefused(
+                self.engine.clock.seconds(), self.name, unescape(user) if user else "", response.status,
+                response.reason, source))
+        return response
 
     def _answer(self, request: Request, status: int, reason: str | None = None) -> Response:
         return request.response(status, reason, request_tag(request))
@@ -362,7 +374,9 @@ class Registrar:
             self.stats["auth_failed"] += 1
             if host is not None and self.throttle.failed(host):
                 raise self._refuse(request, 403, "Forbidden")
-        raise self._challenge(request, host, proxy, stale=result.stale)
+        challenge = self._challenge(request, host, proxy, stale=result.stale)
+        challenge.refused = result.outcome is Outcome.FAILED  # wrong credentials: a refusal
+        raise challenge
 
     def _challenge(self, request: Request, host: str | None, proxy: bool, stale: bool) -> _Refusal:
         assert self.digest is not None
@@ -372,7 +386,7 @@ class Registrar:
         name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
         for value in self.digest.challenge(stale=stale, source=host):
             response.add(name, value)
-        return _Refusal(response)
+        return _Refusal(response, refused=False)
 
     def _expiry(self, request: Request, contact: NameAddr) -> int:
         """§10.2.1.1: the contact's ``expires`` parameter, else the Expires header,
@@ -439,6 +453,8 @@ class Registrar:
             )
             self.bindings.put(binding)
             self._save(binding)
+            self.engine.events.publish(Registered(now, self.name, aor, binding.contact, expires, source,
+                                                  existing is not None))
             log.debug(
                 "registrar {name}: {aor} at {contact} for {expires}s from {source}",
                 name=self.name, aor=aor, contact=binding.contact, expires=expires, source=str(source),
@@ -486,8 +502,11 @@ class Registrar:
 
     def _remove(self, aor: str, key: str) -> None:
         assert self.bindings is not None
-        if self.bindings.remove(aor, key) is not None:
+        binding = self.bindings.remove(aor, key)
+        if binding is not None:
             self.store.delete(aor, key).addErrback(self._store_failed)
+            self.engine.events.publish(Unregistered(self.engine.clock.seconds(), self.name, aor,
+                                                    binding.contact, "unregistered"))
             log.debug("registrar {name}: {aor} removed {key}", name=self.name, aor=aor, key=key)
 
     def _save(self, binding: Binding) -> None:
@@ -496,6 +515,8 @@ class Registrar:
     def _lapsed(self, binding: Binding) -> None:
         self.stats["lapsed"] += 1
         self.store.delete(binding.aor, binding.key).addErrback(self._store_failed)
+        self.engine.events.publish(Unregistered(self.engine.clock.seconds(), self.name, binding.aor,
+                                                binding.contact, "expired"))
         log.debug("registrar {name}: {aor} at {contact} lapsed", name=self.name, aor=binding.aor,
                   contact=binding.contact)
 

@@ -9,6 +9,7 @@ from typing import Any
 from twisted.internet import defer
 from twisted.internet.task import Clock
 
+from phpvoip.events import CallEvents
 from phpvoip.modules.line_state import header_lines
 from phpvoip.sip.address import Address
 from phpvoip.sip.digest import DigestServer, ha1
@@ -59,6 +60,7 @@ class FakeEngine:
     sent: list[Sent] = field(default_factory=list)
     inbound: list[Any] = field(default_factory=list)
     outbound: list[tuple[Request, Address, Any]] = field(default_factory=list)
+    events: CallEvents = field(default_factory=CallEvents)  # what the line publishes
 
     def local_address(self, transport: str = "udp") -> Address:
         return Address(transport, LOCAL.host, LOCAL.port)

@@ -12,6 +12,7 @@ from twisted.internet.task import Clock
 from zope.interface import implementer
 
 from phpvoip.config import Section
+from phpvoip.events import CallEvents
 from phpvoip.interfaces import ICallLeg, LegReply, LegState
 from phpvoip.modules.registrar import Registrar, parse_settings
 from phpvoip.sip.address import Address
@@ -34,6 +35,7 @@ class FakeEngine:
         self.store = store if store is not None else MemoryStore()
         self.inbound: list[Any] = []
         self.outbound: list[FakeLeg] = []
+        self.events = CallEvents()  # what the registrar publishes
 
     def local_address(self, transport: str = "udp") -> Address:
         return Address(transport, "10.0.0.1", 5060)
