@@ -7,6 +7,11 @@ being committed, the next one gathers, and a binding saved twice before its batc
 goes out is written once. Under a registration storm this turns thousands of
 commits into a few dozen.
 
+Call detail records (`phpvoip.cdr`) go through the same pool with `write_cdr`, so
+there is one writer to the file and a CDR batch never interleaves with a bindings
+batch. The ``cdr`` table is created with ``IF NOT EXISTS`` like every table here, so
+a database from a version without call records gets it at the next start.
+
 The database is in WAL mode with ``synchronous=NORMAL``: a commit survives a crash
 of the switch; after a power cut the last commits may be lost (phones register
 again within their refresh interval anyway).
@@ -29,7 +34,7 @@ from zope.interface import implementer
 from phpvoip.interfaces import ILocationStore
 from phpvoip.store import Binding, UserRecord, format_source, parse_source
 
-__all__ = ["SqliteStore", "SCHEMA", "prepare"]
+__all__ = ["CDR_COLUMNS", "CDR_MEDIA_COLUMNS", "SCHEMA", "SqliteStore", "prepare"]
 
 log = Logger()
 
@@ -54,6 +59,61 @@ SCHEMA = (
         ha1_sha256 TEXT
     )""",
     "CREATE TABLE IF NOT EXISTS secrets (name TEXT PRIMARY KEY, value BLOB NOT NULL)",
+    # One row per call attempt (phpvoip.cdr). Times are epoch seconds (UTC), durations
+    # seconds: `duration` from the INVITE to the end, `billsec` from the answer to
+    # the end. The rtp_* columns stay NULL until the switch relays media.
+    """CREATE TABLE IF NOT EXISTS cdr (
+        id TEXT PRIMARY KEY,
+        call_id TEXT NOT NULL,
+        caller TEXT NOT NULL,
+        callee TEXT NOT NULL,
+        routed_from TEXT,
+        routed_to TEXT,
+        inbound_module TEXT,
+        outbound_module TEXT,
+        source TEXT,
+        start_time REAL NOT NULL,
+        ring_time REAL,
+        answer_time REAL,
+        end_time REAL NOT NULL,
+        duration REAL NOT NULL,
+        billsec REAL NOT NULL,
+        disposition TEXT NOT NULL,
+        status INTEGER,
+        cause TEXT,
+        q850 INTEGER,
+        reason TEXT,
+        hangup_by TEXT,
+        transfers TEXT,
+        rtp_packets_caller INTEGER,
+        rtp_packets_callee INTEGER,
+        rtp_lost_caller INTEGER,
+        rtp_lost_callee INTEGER,
+        rtp_jitter_ms_caller REAL,
+        rtp_jitter_ms_callee REAL
+    )""",
+    # Billing reads by time range, support looks a call up by number or Call-ID.
+    "CREATE INDEX IF NOT EXISTS cdr_start ON cdr (start_time)",
+    "CREATE INDEX IF NOT EXISTS cdr_caller ON cdr (caller, start_time)",
+    "CREATE INDEX IF NOT EXISTS cdr_callee ON cdr (callee, start_time)",
+    "CREATE INDEX IF NOT EXISTS cdr_call_id ON cdr (call_id)",
+)
+
+# What `phpvoip.cdr` writes, in the order of its row tuples.
+CDR_COLUMNS = (
+    "id", "call_id", "caller", "callee", "routed_from", "routed_to", "inbound_module", "outbound_module",
+    "source", "start_time", "ring_time", "answer_time", "end_time", "duration", "billsec", "disposition",
+    "status", "cause", "q850", "reason", "hangup_by", "transfers",
+)
+# Packets received from each party, lost and jitter: filled in once media is relayed.
+CDR_MEDIA_COLUMNS = (
+    "rtp_packets_caller", "rtp_packets_callee", "rtp_lost_caller", "rtp_lost_callee",
+    "rtp_jitter_ms_caller", "rtp_jitter_ms_callee",
+)
+# OR IGNORE: a batch retried after a commit whose success was not reported is not
+# written twice (the id is unique).
+_INSERT_CDR = (
+    f"INSERT OR IGNORE INTO cdr ({', '.join(CDR_COLUMNS)}) VALUES ({', '.join('?' * len(CDR_COLUMNS))})"
 )
 
 _UPSERT = (
@@ -116,6 +176,11 @@ def _write_batch(cursor: Any, batch: list[tuple[tuple[str, str], Binding | None]
     if deletes:
         cursor.executemany(_DELETE, deletes)
     return len(batch)
+
+
+def _insert_cdr(cursor: Any, rows: list[tuple[Any, ...]]) -> int:
+    cursor.executemany(_INSERT_CDR, rows)
+    return len(rows)
 
 
 def _load(cursor: Any, now: float) -> list[Binding]:
@@ -226,6 +291,16 @@ class SqliteStore:
             else:
                 waiter.callback(None)
         self._kick()
+
+    # -- call detail records -----------------------------------------------------------
+
+    def write_cdr(self, rows: list[tuple[Any, ...]]) -> defer.Deferred:
+        """Insert call records (tuples in `CDR_COLUMNS` order) in one transaction on
+        the store's database thread; fires with the count, or fails (nothing of the
+        batch written) so that the caller can keep the rows and try again."""
+        if self.closed:
+            return defer.fail(RuntimeError("the store is closed"))
+        return self.pool.runInteraction(_insert_cdr, rows)
 
     # -- secrets and users -------------------------------------------------------------
 
