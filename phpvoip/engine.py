@@ -131,6 +131,17 @@ class Engine:
         self.hangup_all(Cause(503, "Switch shutting down", "local"))
         return defer.gatherResults([defer.maybeDeferred(m.stop) for m in self.modules], consumeErrors=True)
 
+    def swap_modules(self, modules: Iterable[Any], start: Iterable[Any] = (),
+                     stop: Iterable[Any] = ()) -> defer.Deferred:
+        """Ask `modules` (by weight, as at start) from now on; start those in
+        `start`, stop those in `stop` (a reload). Calls in progress are left alone:
+        their legs belong to their bridges, not to the module that made them.
+        Fires when every start and stop has."""
+        self.modules = sorted(modules, key=lambda m: -m.weight)
+        stopping = [defer.maybeDeferred(m.stop) for m in stop]
+        starting = [defer.maybeDeferred(m.start, self) for m in start]
+        return defer.gatherResults(stopping + starting, consumeErrors=True)
+
     def counts(self) -> dict[str, int]:
         """Live objects, for the manhole and metrics: returns to zero when idle."""
         transactions = self.layer.counts()

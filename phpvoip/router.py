@@ -77,6 +77,18 @@ class Pattern:
                 return True
         return any(user.startswith(prefix) for prefix in self._prefixes)
 
+    def _key(self) -> tuple:
+        return (self._any, frozenset(self._literals), tuple(self._ranges), tuple(self._prefixes))
+
+    # By value, so that a reload can tell an unchanged route or module from a changed one.
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Pattern):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
     def __repr__(self) -> str:
         return f"Pattern({self.text!r})"
 

@@ -119,21 +119,31 @@ class SwitchService(MultiService):
             self._old_sighup = signal.signal(signal.SIGHUP, self._sighup)
 
     def _sighup(self, signum: int, frame: Any) -> None:
+        # A signal handler does no work: the reload runs on the reactor.
         self.reactor.callFromThread(self.reload)
 
-    def reload(self) -> bool:
-        """Re-read the config file and swap the route table; keeps the old table
-        (and says why) when the file has become invalid. Other sections need a
-        restart."""
+    def reload(self) -> Any:  # a phpvoip.reload.Reloaded, or False
+        """Re-read the config file and apply routes, users, call settings and
+        module changes without dropping calls or bindings (`phpvoip.reload`).
+        Returns the applied reload, true and printed as its one-line summary; or
+        False, keeping the running config (and saying why) when the file has
+        become invalid or a new module cannot be built."""
+        from phpvoip.reload import apply
+
+        file = self.config.file
         try:
-            fresh = config_module.load(self.config.file)
+            fresh = config_module.load(file)
         except ConfigError as e:
             log.error("reload refused, keeping the running config: {error}", error=str(e))
             return False
-        self.engine.router.reload(fresh.routes)
-        self.config.routes = fresh.routes
-        log.info("reloaded {count} routes from {file}", count=len(fresh.routes), file=self.config.file)
-        return True
+        try:
+            reloaded = apply(self.engine, self.config, fresh)
+        except Exception as e:
+            log.failure("reload refused, keeping the running config: {error}", error=repr(e))
+            return False
+        self.config = reloaded.config
+        log.info("{summary}", summary=reloaded.summary, file=file)
+        return reloaded
 
     def stopService(self) -> Any:
         log.info("phpvoip stopping")

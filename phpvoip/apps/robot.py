@@ -135,13 +135,26 @@ class Robot:
             self._dialer = engine.clock.callLater(self.settings.dial_every, self._dial_tick)
 
     def stop(self) -> None:
+        """Stop dialing. Calls in progress run on to their own hang-up (a robot
+        removed by a reload drops no call); at shutdown the engine has hung them up
+        already."""
         if self._dialer is not None and self._dialer.active():
             self._dialer.cancel()
         self._dialer = None
-        for call in list(self.calls):
-            call.cancel()
-            call.leg.hangup(NORMAL_CLEARING)
-        self.calls.clear()
+
+    def reconfigure(self, settings: RobotSettings) -> bool:
+        """Apply new settings in place (a reload): calls in progress keep their
+        timers; the dialer restarts when what or how often it dials changed."""
+        old = self.settings
+        self.settings, self.number, self.weight = settings, settings.number, settings.weight
+        dialing = (settings.dial_to, settings.dial_every)
+        if self.engine is not None and (old.dial_to, old.dial_every) != dialing:
+            if self._dialer is not None and self._dialer.active():
+                self._dialer.cancel()
+            self._dialer = None
+            if settings.dial_to:
+                self._dialer = self.engine.clock.callLater(settings.dial_every, self._dial_tick)
+        return True
 
     def request(self, request: Any, transaction: Any, source: Any) -> bool:
         raise NotMine()

@@ -23,7 +23,7 @@ from __future__ import annotations
 import ipaddress
 import random as _random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from twisted.internet import defer
@@ -216,6 +216,24 @@ class SipChannel:
         if self.registration is None:
             return defer.succeed(None)
         return self.registration.stop()
+
+    def reconfigure(self, settings: ChannelSettings) -> bool:
+        """Apply new settings in place (a reload) when the registration is not
+        concerned: the bound number, the keepalive and the weight. Anything else
+        (server, user, credentials, timings) returns False: the line must
+        unregister and register again."""
+        old = self.settings
+        unchanged = dict(number=old.number, keepalive=old.keepalive, weight=old.weight)
+        if replace(settings, **unchanged) != old:
+            return False
+        self.settings, self.weight = settings, settings.weight
+        if settings.keepalive != old.keepalive and self._running:
+            if self._keepalive is not None and self._keepalive.active():
+                self._keepalive.cancel()
+            self._keepalive = None
+            if settings.keepalive > 0:
+                self._schedule_keepalive()
+        return True
 
     def request(self, request: Any, transaction: Any, source: Any) -> bool:
         raise NotMine()

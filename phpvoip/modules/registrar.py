@@ -28,8 +28,8 @@ challenge_unknown, weight.
 
 Known limits: third-party registration is refused (403); RFC 5626 outbound,
 GRUU and Path are not supported; an INVITE is authenticated but not checked
-against the caller's registered contact; users are read at start (a restart
-picks up changes to the users file or the store).
+against the caller's registered contact; users are read at start and again at
+each reload (SIGHUP), which keeps the bindings (`reconfigure`).
 """
 
 from __future__ import annotations
@@ -259,6 +259,45 @@ class Registrar:
         if self.store is None:
             return defer.succeed(None)
         return self.store.flush()
+
+    def reconfigure(self, settings: RegistrarSettings) -> bool:
+        """Apply new settings in place (a reload), keeping every binding: users and
+        the digest server are rebuilt and swapped in once the store has answered;
+        limits, aliases and the throttle's settings apply at once. Bindings longer
+        than a lowered `max_expires` keep their expiry until they are refreshed."""
+        if self.engine is None:
+            self.settings, self.weight = settings, settings.weight
+            return True
+        old, self.settings, self.weight = self.settings, settings, settings.weight
+        self.hosts = self._local_hosts(self.engine)
+        if self.throttle is not None:
+            self.throttle.settings = settings.auth_failures
+        realm = settings.realm or self.engine.domain
+        new_digest = (realm, settings.algorithms, settings.nonce_lifetime) != (
+            old.realm or self.engine.domain, old.algorithms, old.nonce_lifetime)
+        loads = [
+            self.store.secret(f"digest-nonce:{realm}") if new_digest else defer.succeed(None),
+            self.store.load_users() if settings.users_from_store else defer.succeed([]),
+        ]
+        d = defer.gatherResults(loads, consumeErrors=True)
+        d.addCallback(self._users_reloaded, realm)
+        d.addErrback(lambda f: log.failure("registrar {name}: reloading users failed", f, name=self.name))
+        return True
+
+    def _users_reloaded(self, results: list[Any], realm: str) -> None:
+        secret, stored_users = results
+        settings = self.settings
+        users = UserDirectory(realm)
+        bases = tuple(dict.fromkeys(a.removesuffix("-sess") for a in settings.algorithms))
+        for record in stored_users:
+            users.add_record(record)
+        for username, spec in settings.users.items():
+            users.add_spec(username, spec, bases)
+        if secret is not None:
+            # Nonces of the old digest server go stale: phones are challenged again.
+            self.digest = DigestServer(realm, secret, self.engine.clock,
+                                       nonce_lifetime=settings.nonce_lifetime, algorithms=settings.algorithms)
+        self.users = users
 
     def _local_hosts(self, engine: Any) -> frozenset[str]:
         hosts = {engine.domain.lower().strip("[]")}

@@ -82,6 +82,11 @@ class Trunk:
     def stop(self) -> None:
         pass
 
+    def reconfigure(self, settings: TrunkSettings) -> bool:
+        """Apply new settings in place (a reload): a trunk reads them per call."""
+        self.settings, self.weight = settings, settings.weight
+        return True
+
     def request(self, request: Any, transaction: Any, source: Any) -> bool:
         raise NotMine()
 
