@@ -170,6 +170,13 @@ class Robot:
         self.calls.add(robot_call)
         return engine_side
 
+    def explain_callout(self, invite: Request) -> str | None:
+        """For the manhole's route(): the robot takes calls to its number."""
+        if invite.to.uri.user != self.number:
+            return None
+        return (f"the robot's number {self.number}: answers after {self.settings.answer_after:g}s, "
+                f"hangs up after {self.settings.hangup_after:g}s")
+
     # -- placing a call ------------------------------------------------------------
 
     def dial(self, to: str) -> defer.Deferred:

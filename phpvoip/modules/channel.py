@@ -278,6 +278,15 @@ class SipChannel:
         self.counters.calls_out += 1
         return self.engine.outbound_leg(request, settings.server, credentials=self.credentials())
 
+    def explain_callout(self, invite: Request) -> str | None:
+        """For the manhole's route(): whether `callout` takes `invite` and why (a call
+        that came in on this line is not sent back on it; route() cannot know that)."""
+        number = self.settings.bound_number
+        if invite.from_.uri.user != number or not invite.to.uri.user:
+            return None
+        return (f"From is the line's number {number}: out through {self.settings.server} to "
+                f"sip:{invite.to.uri.user}@{self.settings.domain} (line {self.state})")
+
     def build_invite(self, invite: Request) -> Request:
         """The template the outbound leg sends: Request-URI and To
         ``sip:<to user>@<line domain>``, From ``sip:<line user>@<line domain>``,

@@ -623,6 +623,20 @@ class Registrar:
             branches.append(self.engine.outbound_leg(request, self._destination(binding)))
         return ForkLeg(branches, label=user)
 
+    def explain_callout(self, invite: Request) -> str | None:
+        """For the manhole's route(): what `callout` would do with `invite`, without
+        ringing anything (None: not ours)."""
+        callee = invite.to.uri
+        if not self.ready or not callee.user or not (self.is_local(invite.uri) or self.is_local(callee)):
+            return None
+        assert self.users is not None and self.bindings is not None
+        user = unescape(callee.user)
+        bindings = self.bindings.get(user)
+        if not bindings:
+            return f"refuses 480: user {user} has no registered contact" if user in self.users else None
+        where = ", ".join(f"{b.contact} via {self._destination(b)}" for b in bindings)
+        return f"rings user {user} at {len(bindings)} registered contact(s): {where}"
+
     def _destination(self, binding: Binding) -> Address:
         """Where calls to a binding go: where its REGISTER came from (reaches
         phones behind NAT), or its contact's address with ``route_to: contact``

@@ -126,3 +126,11 @@ class Trunk:
         if referred_by:
             request.add("Referred-By", referred_by)  # a transfer's target learns who sent it (RFC 3892)
         return self.engine.outbound_leg(request, settings.address)
+
+    def explain_callout(self, invite: Request) -> str | None:
+        """For the manhole's route(): whether `callout` takes `invite` and why."""
+        to_user = invite.to.uri.user or ""
+        if not self.settings.numbers.matches(to_user):
+            return None
+        return (f"number {to_user} matches numbers {self.settings.numbers.text!r}: sent to "
+                f"{self.settings.address} as {self.outgoing_number(to_user)}")
