@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 CONFIG ?= etc/phpvoip.yaml
 # Debian packages of the real peers the interop tests talk to: command -> package.
-PEERS  := sipp:sip-tester kamailio:kamailio baresip:baresip
+PEERS  := sipp:sip-tester kamailio:kamailio baresip:baresip ssh:openssh-client
 
 .PHONY: run test lint unit interop bench peers venv clean
 
