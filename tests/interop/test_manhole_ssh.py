@@ -156,3 +156,47 @@ async def test_wrong_key_and_password_are_refused(reactor, ssh, switch, peers, t
     assert await allowed.wait() == 0, allowed.output
     assert "backend (weight 50): TAKES IT: number 2005" in allowed.output
     assert not service.engine.calls
+
+
+@pytest_twisted.ensureDeferred
+async def test_originate_connects_two_sip_parties(reactor, sipp, ssh, switch, peers, tmp_path):
+    """originate(2005, 2006) from an SSH command: 2005 is rung with an inactive
+    placeholder and answers, 2006 is called with 2005's SDP and answers, 2005 is
+    re-INVITEd with 2006's SDP; hangup() then ends both with the operator's Reason."""
+    first_port, second_port, port = free_port(), free_port(), free_port()
+    key = make_key(tmp_path, "operator")
+    authorized = tmp_path / "manhole_keys"
+    authorized.write_bytes(key.with_suffix(".pub").read_bytes())
+    trunks = "".join(
+        f"  - type: trunk\n    name: {name}\n    address: 127.0.0.1:{p}\n    allow: [192.0.2.1]\n"
+        f"    numbers: ['{number}']\n"
+        for name, p, number in (("first", first_port, "2005"), ("second", second_port, "2006")))
+    service = await switch(
+        "calls: {keepalive_interval: 0}\nmodules:\n" + trunks
+        + f"manhole:\n  listen: 'tcp:{port}:interface={LOOPBACK}'\n  authorized_keys: {authorized}\n"
+        + f"  host_key: {tmp_path / 'manhole_host_key'}\n")
+    common = ("-m", "1", "-timeout", f"{int(DEADLINE) - 5}s", "-timeout_error")
+    first = peers.start(sipp_args(sipp, "manhole_originate_first.xml", first_port, None, *common, "-mp",
+                                  str(free_port())), deadline=DEADLINE)
+    second = peers.start(sipp_args(sipp, "manhole_originate_second.xml", second_port, None, *common, "-mp",
+                                   str(free_port())), deadline=DEADLINE)
+    await wait_bound(reactor, first, first_port)
+    await wait_bound(reactor, second, second_port)
+    started = reactor.seconds()
+    originate = peers.start(ssh_args(ssh, key, port, "-o", "BatchMode=yes", command="originate(2005, 2006)"),
+                            deadline=DEADLINE)
+    assert await originate.wait() == 0, originate.output
+    connected_s = reactor.seconds() - started
+    match = re.search(r"'(call-\d+): 2005 and 2006 connected'", originate.output)
+    assert match, originate.output
+    call_id = match.group(1)
+    record = service.engine.calls[call_id].record
+    # 2006 took the place of the switch's placeholder, on the caller's side.
+    assert record.transfers == ["2006"] and (record.inbound_module, record.outbound_module) == (
+        "second", "first")
+    hangup = peers.start(ssh_args(ssh, key, port, "-o", "BatchMode=yes", command=f"hangup({call_id!r})"),
+                         deadline=DEADLINE)
+    assert await hangup.wait() == 0, hangup.output
+    assert await first.wait() == 0, first.output
+    assert await second.wait() == 0, second.output
+    print(f"originate over SSH connected in {connected_s:.2f}s")
