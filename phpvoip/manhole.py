@@ -318,7 +318,8 @@ class Help:
 
     def __call__(self, *things: Any) -> None:
         if not things:
-            print("The live switch: `switch` (the service), `engine`, `config`. Helpers:")
+            print("The live switch: `switch` (the service), `engine`, `config` (as at login; "
+                  "`switch.config` follows reloads). Helpers:")
             for function in self.helpers.values():
                 summary = pydoc.getdoc(function).split("\n\n")[0]
                 print("  " + " ".join(summary.split()))
