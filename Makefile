@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 CONFIG ?= etc/phpvoip.yaml
 # Debian packages of the real peers the interop tests talk to: command -> package.
-PEERS  := sipp:sip-tester kamailio:kamailio baresip:baresip ssh:openssh-client
+PEERS  := sipp:sip-tester kamailio:kamailio baresip:baresip tshark:tshark ssh:openssh-client
 
 .PHONY: run test lint unit interop bench peers venv clean
 
@@ -38,6 +38,8 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	touch $@
 
 # Installs only what is missing; `apt-get update` runs once, before the first install.
+# DEBIAN_FRONTEND is passed through sudo (which drops the caller's environment), so
+# that wireshark-common's question (may non-root users capture?) takes its default, no.
 peers:
 	@missing=""; for pair in $(PEERS); do \
 	  command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair##*:}"; \
@@ -46,7 +48,7 @@ peers:
 	  echo "installing peers:$$missing"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing baresip-core; \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing baresip-core; \
 	fi
 
 bench: venv peers

@@ -185,6 +185,7 @@ class Bridge(StateMachine):
         self.outbound.offer = self._carry_sdp(self.outbound, self.inbound.remote_sdp)
         self._timer = self.clock.callLater(self.ring_timeout, self._event, "ring_timeout")
         self.outbound.dial()
+        _note_call_ids(self.record, self.outbound)
 
     # -- what the legs report (ICallLegListener) ------------------------------------------------
 
@@ -376,6 +377,7 @@ class Bridge(StateMachine):
             self.ring_timeout if ring_timeout is None else ring_timeout, self._event, "ring_timeout"
         )
         joining.dial()
+        _note_call_ids(self.record, joining)
         return d
 
     def _joining_progress(self, leg: Any, status: int, reason: str, sdp: bytes | None) -> None:
@@ -543,3 +545,15 @@ class Bridge(StateMachine):
     @property
     def legs_terminated(self) -> bool:
         return self.inbound.state is LegState.TERMINATED and self.outbound.state is LegState.TERMINATED
+
+
+def _note_call_ids(record: CallRecord, leg: Any) -> None:
+    """Add the SIP Call-IDs a just-dialled leg uses (each branch's, for a fork; none
+    for a local leg) to the record, so that its messages can be found by call."""
+    invite = getattr(leg, "invite", None)
+    if invite is not None:
+        if invite.call_id not in record.sip_call_ids:
+            record.sip_call_ids.append(invite.call_id)
+        return
+    for branch in getattr(leg, "branches", ()):
+        _note_call_ids(record, branch)

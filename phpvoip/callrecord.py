@@ -86,6 +86,9 @@ class CallRecord:
     disposition: str = ""
     hangup_by: str = ""  # "caller", "callee" or "switch"
     transfers: list[str] = field(default_factory=list)  # targets it was transferred to
+    # The SIP Call-IDs of its legs on the wire, the caller's first, then each leg the
+    # switch dialled (forks' branches, transfer targets): what finds a call's ladder.
+    sip_call_ids: list[str] = field(default_factory=list)
 
     @property
     def duration(self) -> float:

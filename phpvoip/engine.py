@@ -342,6 +342,8 @@ class Engine:
             f"call-{next(_call_numbers)}", invite.call_id, invite.from_.uri.user or "",
             invite.to.uri.user or "", self.clock.seconds(), source,
         )
+        if source is not None:  # an application's INVITE never goes on the wire
+            record.sip_call_ids.append(invite.call_id)
         self.events.publish(CallAttempted(record, record.start, source))
         return record
 

@@ -81,7 +81,7 @@ class LadderSettings:
     """`ladders:`: the SIP messages of the last `calls` calls, at most `messages`
     each, for ``trace(call)``."""
 
-    enabled: bool = False
+    enabled: bool = True
     calls: int = 200
     messages: int = 100
 
@@ -162,7 +162,7 @@ def cdr_settings(top: Section, storage_kind: str) -> CdrSettings:
 def ladder_settings(top: Section) -> LadderSettings:
     section = top.section("ladders", {})
     settings = LadderSettings(
-        section.boolean("enabled", False),
+        section.boolean("enabled", True),
         section.integer("calls", 200, minimum=1, maximum=100000),
         section.integer("messages", 100, minimum=2, maximum=10000),
     )

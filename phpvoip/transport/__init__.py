@@ -9,7 +9,8 @@ else dropped; a double-CRLF keepalive gets its pong. Outgoing responses go where
 top Via says (§18.2.2); outgoing requests go to the address they are given, over a
 TCP connection opened on demand and kept for reuse. Failures to reach a destination
 (a refused TCP connection, an ICMP error for UDP) reach the sink as
-``transport_error(address)``.
+``transport_error(address)``. A `MessageTap` set as ``transport.tap`` sees every
+message read or written (call ladders); unset, it costs one comparison a message.
 
 The transport takes its reactor and clock as arguments; it never imports the
 global reactor.
@@ -21,7 +22,7 @@ global reactor.
 """
 
 from phpvoip.sip.transport import DEFAULT_MAX_MESSAGE_SIZE
-from phpvoip.transport._core import CONNECT_TIMEOUT, IDLE_TIMEOUT, Sink, SipTransport
+from phpvoip.transport._core import CONNECT_TIMEOUT, IDLE_TIMEOUT, MessageTap, Sink, SipTransport
 from phpvoip.transport._udp import UDP_BUFFER_SIZE
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",
     "IDLE_TIMEOUT",
     "UDP_BUFFER_SIZE",
+    "MessageTap",
     "SipTransport",
     "Sink",
 ]

@@ -49,6 +49,21 @@ class Sink(TypingProtocol):
     def transport_error(self, address: Address) -> None: ...
 
 
+class MessageTap(TypingProtocol):
+    """What watches every SIP message the transport reads or writes (call ladders).
+
+    Called on the reactor thread for each message, so it must be quick and must not
+    raise. `local` is the socket's Address (None while an outgoing TCP connection is
+    still connecting), `remote` the peer's. `decision` is what `Receiver` made of the
+    bytes: a parsed message, or a refusal (`Reply`, `Drop`) when they did not parse,
+    or a keepalive marker (to be ignored)."""
+
+    def received(self, decision: Any, data: bytes, local: Address | None, remote: Address) -> None: ...
+
+    def sent(self, message: Request | Response, data: bytes, local: Address | None,
+             remote: Address) -> None: ...
+
+
 class SipTransport:
     """All the SIP sockets of one switch, following the RFC 3261 §18 rules of
     `phpvoip.sip.transport` (its `Receiver` decides about everything that arrives).
@@ -79,6 +94,9 @@ class SipTransport:
         self._tcp_factories: list[StreamServerFactory] = []
         self._connections: dict[Address, StreamConnection] = {}
         self._local_addresses: list[Address] | None = None  # local_addresses(), cached
+        # Sees every message in and out when set (phpvoip.ladder); None costs one
+        # comparison per message.
+        self.tap: MessageTap | None = None
         self.parse_errors = 0  # what arrived and could not be read (answered or dropped)
 
     @property
@@ -150,9 +168,9 @@ class SipTransport:
         if isinstance(message, Response):
             self._send_response(message, data, address)
         elif address.transport == "udp":
-            self._write_udp(self._udp_for(address.host), data, address)
+            self._write_udp(self._udp_for(address.host), data, address, message)
         elif address.transport == "tcp":
-            self._write_stream(address, data)
+            self._write_stream(address, data, message)
         else:
             log.error("cannot send over {transport}: not supported", transport=address.transport)
             self._report_later(address)
@@ -174,12 +192,15 @@ class SipTransport:
             connection = self._connections.get(source)
             if connection is not None and connection.is_open:
                 connection.send(data)
+                tap = self.tap
+                if tap is not None:
+                    tap.sent(response, data, connection.local, source)
                 return
-            self._write_stream(response_target(via, source), data)
+            self._write_stream(response_target(via, source), data, response)
         elif source.transport == "udp":
             target = response_target(via, source)
             protocol = self._udp_by_peer.get(source) or self._udp_for(target.host)
-            self._write_udp(protocol, data, target)
+            self._write_udp(protocol, data, target, response)
         else:
             log.error("cannot send over {transport}: not supported", transport=source.transport)
 
@@ -190,7 +211,8 @@ class SipTransport:
                 return protocol
         return None
 
-    def _write_udp(self, protocol: SipDatagramProtocol | None, data: bytes, address: Address) -> None:
+    def _write_udp(self, protocol: SipDatagramProtocol | None, data: bytes, address: Address,
+                   message: Request | Response) -> None:
         if protocol is None:
             log.error("no UDP socket to send to {address}", address=address)
             self._report_later(address)
@@ -201,14 +223,21 @@ class SipTransport:
             log.failure("cannot send {size} octets to {address}", size=len(data), address=address,
                         level=LogLevel.error)
             self._report_later(address)
+            return
+        tap = self.tap
+        if tap is not None:
+            tap.sent(message, data, protocol.local, address)
 
-    def _write_stream(self, address: Address, data: bytes) -> None:
+    def _write_stream(self, address: Address, data: bytes, message: Request | Response) -> None:
         connection = self._connections.get(address)
         if connection is None:
             connection = self._connect(address)
             if connection is None:
                 return
         connection.send(data)
+        tap = self.tap
+        if tap is not None:
+            tap.sent(message, data, connection.local, address)
 
     def _connect(self, address: Address) -> StreamConnection | None:
         connection = StreamConnection(self, address, outbound=True)
@@ -236,6 +265,9 @@ class SipTransport:
             if len(peers) > PEER_MEMORY:
                 del peers[next(iter(peers))]
         decision = self.receiver.receive(data, source)
+        tap = self.tap
+        if tap is not None:
+            tap.received(decision, data, getattr(protocol, "local", None), source)
         if isinstance(decision, Message):
             # `_deliver`, inlined: this is the hot path.
             sink = self.sink
@@ -251,6 +283,9 @@ class SipTransport:
     def _frame(self, connection: StreamConnection, kind: str, data: bytes) -> None:
         source = connection.peer
         decision = self.receiver.frame(kind, data, source)
+        tap = self.tap
+        if tap is not None:
+            tap.received(decision, data, connection.local, source)
         if isinstance(decision, Message):
             self._deliver(decision, source)
         elif decision is SEND_PONG:

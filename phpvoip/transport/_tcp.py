@@ -30,11 +30,17 @@ class StreamConnection(Protocol):
         self.closing = False
         self.connector: Any = None  # an outbound connection's, while it connects
         self.queue: list[bytes] = []  # written once connected
+        self.local: Address | None = None  # our end, once connected
         self._idle: Any = None
 
     def connectionMade(self) -> None:
         self.is_open = True
         self.connector = None
+        try:
+            host = self.transport.getHost()
+            self.local = Address("tcp", host.host, host.port)
+        except Exception:  # a test's fake transport may not say
+            self.local = None
         try:
             self.transport.setTcpNoDelay(True)
         except Exception:  # not every transport has the option (tests' fakes)
