@@ -377,3 +377,17 @@ def test_render_of_a_bare_call_id_and_of_nothing():
     text = switch.ladders.ladder_text("just-options")
     assert text.startswith("just-options:") and "OPTIONS" in text and "200 OK" in text
     assert render_ladder([], None, "x") == "x:\n(no messages kept)\n"
+
+
+def test_the_switch_keeps_ladders_unless_told_not_to():
+    """Ladders are on by default (the service taps its transport and observes its
+    engine); ``ladders: {enabled: false}`` leaves the tap None."""
+    from phpvoip.config import load_text
+    from phpvoip.service import build_service
+
+    base = "sip:\n  listen: [udp:127.0.0.1:5060]\n  domain: 127.0.0.1\nstorage: memory\n"
+    service = build_service(load_text(base + "ladders: {calls: 5}\n", "t.yaml"), Clock())
+    assert service.transport.tap is service.ladders and service.ladders.settings.calls == 5
+    assert service.ladders in service.engine.events.observers
+    off = build_service(load_text(base + "ladders: {enabled: false}\n", "t.yaml"), Clock())
+    assert off.ladders is None and off.transport.tap is None
