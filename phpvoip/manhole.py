@@ -557,6 +557,9 @@ class ManholeService(Service):
         self._port_service.startService()
         log.info("manhole listening on {listen}, keys from {keys}", listen=self.settings.listen.endpoint,
                  keys=self.settings.authorized_keys)
+        if not Path(self.settings.authorized_keys).exists():
+            log.warn("manhole: {keys} does not exist yet: nobody can log in until a public key is "
+                     "added to it (no restart needed)", keys=self.settings.authorized_keys)
 
     def stopService(self) -> Any:
         super().stopService()
