@@ -444,7 +444,8 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of calls per step")
     parser.add_argument("--hold", type=int, default=0, help="ms between the ACK and the BYE (SIPp -d)")
     parser.add_argument("--pause", type=float, default=3.0, help="seconds between steps")
-    parser.add_argument("--only", choices=("phpvoip", "phpvoip+ops", "sippy"), help="run one B2BUA only")
+    parser.add_argument("--only", help="run only these B2BUAs: a comma-separated list of phpvoip, "
+                                       "phpvoip+ops, sippy")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (SIPp traces, logs)")
     parser.add_argument("--profile", action="store_true",
                         help="run phpvoip under cProfile and print where its time per call goes "
@@ -458,7 +459,11 @@ def main() -> int:
         return 2
     kinds: list[type[B2bua]] = [Phpvoip, PhpvoipOps, Sippy]
     if args.only:
-        kinds = [k for k in kinds if k.name == args.only]
+        wanted = set(args.only.split(","))
+        unknown = wanted - {k.name for k in kinds}
+        if unknown:
+            parser.error(f"--only: unknown {', '.join(sorted(unknown))}")
+        kinds = [k for k in kinds if k.name in wanted]
     if Sippy in kinds and not (BENCH_VENV / "bin" / "b2bua").exists():
         print("the sippy B2BUA is missing: run bench/calls.sh, which makes bench/.venv", file=sys.stderr)
         return 2
@@ -469,13 +474,13 @@ def main() -> int:
     try:
         for kind in kinds:
             b2bua = kind(work, free_port())
-            if type(b2bua) is Phpvoip and args.profile:
+            if isinstance(b2bua, Phpvoip) and args.profile:
                 b2bua.profile = work / "phpvoip.pstats"
             results.append(run_ladder(sipp, b2bua, rates, args))
         summary(results, args)
         for result in results:
             profile = work / "phpvoip.pstats"
-            if result.name == "phpvoip" and args.profile and profile.exists():
+            if result.name.startswith("phpvoip") and args.profile and profile.exists():
                 calls = 40 + sum(step.ok for step in result.steps)  # the warm-up placed 40
                 print_profile(profile, calls)
     finally:
