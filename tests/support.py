@@ -6,6 +6,7 @@ stopped (SIGTERM, then SIGKILL) by the fixture or context manager that started i
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import signal
@@ -47,6 +48,24 @@ def free_port() -> int:
                     continue
                 return port
     raise RuntimeError("no free port found")
+
+
+def wait_udp_bound(process: subprocess.Popen, port: int, timeout: float = 10.0) -> None:
+    """Wait (bounded) until `process` has bound UDP `port` on loopback, so nothing
+    reaches it before it listens."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"{process.args[0]} exited with {process.returncode} before it listened")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            try:
+                probe.bind((LOOPBACK, port))
+            except OSError as e:
+                if e.errno == errno.EADDRINUSE:
+                    return
+                raise
+        time.sleep(0.02)
+    raise AssertionError(f"nothing bound UDP port {port} within {timeout}s")
 
 
 def options_request(port: int, local_port: int, call_id: str | None = None, transport: str = "UDP") -> bytes:

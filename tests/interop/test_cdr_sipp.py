@@ -12,10 +12,8 @@ row is in the file once the process has exited. The export command reads them al
 from __future__ import annotations
 
 import csv
-import errno
 import io
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -25,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import LOOPBACK, Switch, free_port, require_program, sipp_errors
+from tests.support import LOOPBACK, Switch, free_port, require_program, sipp_errors, wait_udp_bound
 
 pytestmark = pytest.mark.interop
 
@@ -55,22 +53,6 @@ def sipp(scenario: str, port: int, *extra: str) -> list[str]:
             "-i", LOOPBACK, "-p", str(port), "-m", "1", "-timeout", "30", "-timeout_error", *extra]
 
 
-def wait_bound(process: subprocess.Popen, port: int, timeout: float = 5.0) -> None:
-    """Until SIPp has bound its UDP port (a request sent earlier draws an ICMP error)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"SIPp ended before it listened: {process.communicate()[0][-2000:]}")
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            try:
-                probe.bind((LOOPBACK, port))
-            except OSError as e:
-                if e.errno == errno.EADDRINUSE:
-                    return
-                raise
-        time.sleep(0.02)
-    raise AssertionError(f"nothing bound udp port {port} within {timeout}s")
-
 
 class Peers:
     """SIPp processes of one test, each waited for (bounded) or killed at the end."""
@@ -99,7 +81,7 @@ class Peers:
         answering = None
         if uas is not None:
             answering = self.start(sipp(uas, uas_port))
-            wait_bound(answering, uas_port)
+            wait_udp_bound(answering, uas_port)
         self.finish(self.start(sipp(uac, free_port(), "-s", callee, *extra, f"{LOOPBACK}:{self.port}")))
         if answering is not None:
             self.finish(answering)
@@ -157,7 +139,7 @@ def test_call_records_of_sipp_calls_survive_sigterm(tmp_path: Path) -> None:
 
         # The last call: answered, then the switch is stopped under it.
         callee = peers.start(sipp("uas_answer.xml", uas_port, "-trace_msg"))
-        wait_bound(callee, uas_port)
+        wait_udp_bound(callee, uas_port)
         caller = peers.start(sipp("uac_callee_bye.xml", free_port(), "-s", "2005", f"{LOOPBACK}:{port}"))
         wait_for_text((tmp_path, "uas_answer_*_messages.log"), "ACK sip:")
         time.sleep(HELD)  # the talk time the row must show

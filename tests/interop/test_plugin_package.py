@@ -11,13 +11,11 @@ build directory. Every process is stopped in a `finally` and every wait is bound
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -27,7 +25,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import LOOPBACK, free_port, options_ping, require_program, run_sipp, sipp_errors
+from tests.support import (
+    LOOPBACK,
+    free_port,
+    options_ping,
+    require_program,
+    run_sipp,
+    sipp_errors,
+    wait_udp_bound,
+)
 
 pytestmark = pytest.mark.interop
 
@@ -201,23 +207,6 @@ class Twistd:
         return self.log_path.read_text(errors="replace")[-5000:]
 
 
-def wait_bound(process: subprocess.Popen, port: int, timeout: float = 10.0) -> None:
-    """Wait (bounded) until `process` has bound UDP `port`, so nothing reaches it
-    before it listens."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"SIPp exited with {process.returncode} before it listened")
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            try:
-                probe.bind((LOOPBACK, port))
-            except OSError as e:
-                if e.errno == errno.EADDRINUSE:
-                    return
-                raise
-        time.sleep(0.02)
-    raise AssertionError(f"nothing bound UDP port {port} within {timeout}s")
-
 
 def call(workdir: Path, scenario: str, caller: str, call_id: str, port: int, switch_port: int) -> None:
     """One SIPp call From `caller` to 5000 through the switch; fails on SIPp's error."""
@@ -247,7 +236,7 @@ def test_blocklist_declines_listed_callers_and_passes_others(installed: Installe
                  "-sf", str(SCENARIOS / "uas_answer.xml"), "-m", "1", "-trace_err"],
                 cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
             )
-        wait_bound(callee, callee_port)
+        wait_udp_bound(callee, callee_port)
         call(tmp_path, "uac_caller_call.xml", "2001", "passed-%u@blocklist", free_port(), port)
         assert callee.wait(15) == 0, (tmp_path / "callee.log").read_text(errors="replace")[-2000:]
         log = switch.log()
