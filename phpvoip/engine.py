@@ -32,7 +32,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from phpvoip import __version__
-from phpvoip.bridge import TRANSFERRED, Bridge, RebridgeFailed
+from phpvoip.bridge import Bridge, RebridgeFailed
 from phpvoip.callrecord import CallRecord
 from phpvoip.config import CallSettings
 from phpvoip.events import CallAttempted, CallEnded, CallEvents, CallRouted, RecentCalls
@@ -51,16 +51,16 @@ from phpvoip.interfaces import (
 from phpvoip.legs.host import LegHost
 from phpvoip.legs.local import local_pair
 from phpvoip.legs.sip import InboundLeg, OutboundLeg
+from phpvoip.originate import OriginateFailed, Originator, originate_invite, placeholder_offer
 from phpvoip.router import Router
 from phpvoip.sip.address import Address
 from phpvoip.sip.dialog import no_such_dialog
-from phpvoip.sip.headers import CSeq, NameAddr, Via
-from phpvoip.sip.ids import new_branch, new_tag
+from phpvoip.sip.headers import Via
+from phpvoip.sip.ids import new_branch
 from phpvoip.sip.message import Request, Response
 from phpvoip.sip.timers import Timers
 from phpvoip.sip.transaction import ServerTransaction, TransactionLayer
 from phpvoip.sip.uas import accepts, check_request, request_tag
-from phpvoip.sip.uri import URI
 from phpvoip.transfer import transfer_request
 
 __all__ = ["ALLOWED_METHODS", "Engine", "OriginateFailed"]
@@ -375,19 +375,13 @@ class Engine:
         once it answers, connect it to `to_user` (routed as a call from it, as a
         transfer is). Fires with the call's id when `to_user` has answered; fails
         with `OriginateFailed` when either does not answer (nothing is left up)."""
-        domain = self.domain
-        invite = Request("INVITE", URI("sip", from_user, domain))
-        # The phone shows whom it is about to be connected to.
-        invite.add("From", NameAddr(URI("sip", to_user, domain), "originate", {"tag": new_tag()}))
-        invite.add("To", NameAddr(URI("sip", from_user, domain)))
-        invite.add("Call-ID", self.host.new_call_id())
-        invite.add("CSeq", CSeq(1, "INVITE"))
+        invite = originate_invite(from_user, to_user, self.domain, self.host.new_call_id())
         record = self._open_record(invite, None)
         call = IncomingCall(invite, None, None, invite.call_id, {"originate": to_user}, record.id)
         switch_side, placeholder = local_pair(invite.to.copy(), invite.from_.copy())
-        placeholder.offer = _placeholder_offer(self.local_address("udp").host)
+        placeholder.offer = placeholder_offer(self.local_address("udp").host)
         placeholder.dial()
-        return _Originator(self, record, placeholder, to_user, self._run_call(call, record, switch_side)).done
+        return Originator(self, record, placeholder, to_user, self._run_call(call, record, switch_side)).done
 
     def _run_call(self, call: IncomingCall, record: CallRecord, inbound_leg: Any = None) -> defer.Deferred:
         """callin → route → callout → bridge; `inbound_leg` is the caller's leg when
@@ -538,88 +532,6 @@ class Engine:
         log.failure("module failed on {method}", failure, method=request.method, callID=request.call_id)
         if not transaction.terminated and transaction.last_response is None:
             self._respond(transaction, request.response(500, None, request_tag(request)))
-
-
-class OriginateFailed(Exception):
-    """An originated call did not connect: `status` and `reason` say why."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(f"{status} {reason}".strip())
-        self.status = status
-        self.reason = reason
-
-
-class _Originator:
-    """The switch's own end of an originated call (the placeholder half of a local
-    pair): when the first party answers it hands that party over to the second one
-    with a transfer; `done` fires with the call id, or fails with `OriginateFailed`."""
-
-    def __init__(self, engine: Engine, record: CallRecord, leg: Any, to_user: str,
-                 placed: defer.Deferred) -> None:
-        self.engine = engine
-        self.record = record
-        self.to_user = to_user
-        self.done: defer.Deferred = defer.Deferred()
-        leg.listener = self
-        placed.addErrback(self._not_placed)
-
-    def _fail(self, status: int, reason: str) -> None:
-        if not self.done.called:
-            self.done.errback(OriginateFailed(status, reason))
-
-    def _not_placed(self, failure: Failure) -> None:
-        if failure.check(CallRejected):
-            self._fail(failure.value.status, failure.value.reason or "Refused")
-        elif failure.check(NotMine):
-            self._fail(404, "Not Found")
-        else:
-            self._fail(500, failure.getErrorMessage())
-
-    def leg_answered(self, leg: Any, sdp: bytes | None) -> None:
-        # Not from inside the bridge's own answer handling: on the next turn.
-        self.engine.clock.callLater(0, self._connect)
-
-    def _connect(self) -> None:
-        engine, call_id = self.engine, self.record.id
-        bridge = engine.calls.get(call_id)
-        if bridge is None:
-            self._fail(487, "First party hung up")
-            return
-        d = engine.transfer(call_id, bridge.outbound, self.to_user, by="switch")
-
-        def connected(_: Any) -> None:
-            if not self.done.called:
-                self.done.callback(call_id)
-
-        def not_connected(failure: Failure) -> None:
-            failure.trap(RebridgeFailed)
-            engine.hangup(call_id, Cause(failure.value.status, failure.value.reason, "local"))
-            self._fail(failure.value.status, failure.value.reason)
-
-        d.addCallbacks(connected, not_connected)
-
-    def leg_failed(self, leg: Any, status: int, reason: str) -> None:
-        self._fail(status, reason)
-
-    def leg_ended(self, leg: Any, cause: Cause) -> None:
-        if cause is not TRANSFERRED:  # handed over: the second party took its place
-            self._fail(cause.status or 487, cause.text or "Ended")
-
-    def leg_progress(self, leg: Any, status: int, reason: str, sdp: bytes | None) -> None:
-        pass
-
-    def leg_request(self, leg: Any, method: str, body: bytes, content_type: Any, headers: Any) -> Any:
-        return defer.succeed(LegReply(488 if method == "INVITE" else 200))
-
-
-def _placeholder_offer(address: str) -> bytes:
-    """What the switch offers the first party of an originated call until the
-    second answers: audio, inactive (nothing flows); the party is re-INVITEd with
-    the second party's SDP once it answers (RFC 3725 §5 in spirit)."""
-    family = "IP6" if ":" in address else "IP4"
-    lines = ["v=0", f"o=phpvoip 1 1 IN {family} {address}", "s=phpvoip", f"c=IN {family} {address}",
-             "t=0 0", "m=audio 9 RTP/AVP 0 8", "a=inactive"]
-    return ("\r\n".join(lines) + "\r\n").encode("ascii")
 
 
 class _Abandoned(Exception):

@@ -8,7 +8,6 @@ from types import SimpleNamespace
 import pytest
 
 from phpvoip.apps.robot import Robot, RobotSettings
-from phpvoip.engine import OriginateFailed
 from phpvoip.inspect import (
     Table,
     agents,
@@ -22,6 +21,7 @@ from phpvoip.inspect import (
 )
 from phpvoip.modules.registrar import Registrar, RegistrarSettings
 from phpvoip.modules.users import UserSpec
+from phpvoip.originate import OriginateFailed
 from phpvoip.router import Route
 from phpvoip.sip.address import Address
 from phpvoip.store import Binding
