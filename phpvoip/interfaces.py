@@ -297,7 +297,14 @@ class IModule(Interface):
     def request(request, transaction, source):
         """An out-of-dialog request other than INVITE (REGISTER, OPTIONS, MESSAGE,
         SUBSCRIBE, ...). Answer it through `transaction.respond()` and return True,
-        or raise `NotMine`."""
+        or raise `NotMine`.
+
+        Two optional methods, looked up with getattr (a module without them works):
+        ``reconfigure(settings) -> bool`` takes changed settings in place on a
+        reload (False: stop this instance and start a new one); and
+        ``explain_callout(invite) -> str | None`` says, without side effects,
+        whether and why `callout` would take a routed request (the manhole's
+        ``route()``)."""
 
 
 class IModuleType(Interface):
