@@ -55,6 +55,7 @@ bench: venv peers
 	$(BIN)/python bench/parse.py
 	PYTHON=$(BIN)/python bench/calls.sh
 	PYTHON=$(BIN)/python bench/register.sh
+	$(BIN)/python bench/ladder.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .hypothesis var
