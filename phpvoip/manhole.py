@@ -55,6 +55,7 @@ from zope.interface import implementer
 from phpvoip import inspect
 from phpvoip.interfaces import Cause
 from phpvoip.opsconfig import ManholeSettings
+from phpvoip.stats import switch_stats
 
 __all__ = [
     "AuthorizedKeys",
@@ -238,13 +239,8 @@ class Shell:
             print(result)
 
     def stats(self) -> None:
-        """stats(): transactions, dialogs, calls, retransmissions, parse errors,
-        GC pauses, and what each module counts."""
-        try:
-            from phpvoip.stats import switch_stats
-        except ImportError:  # a build without the metrics' figures: live objects only
-            print(_stats_text(self.engine.counts()))
-            return
+        """stats(): calls, legs, dialogs, transactions (live and started),
+        retransmissions sent and received, parse errors, bindings, GC pauses, uptime."""
         print(_stats_text(switch_stats(self.switch)))
 
     def trace(self, call: Any, pcap: str | None = None) -> None:
