@@ -69,7 +69,7 @@ class SipSettings:
     domain: str
     timers: Timers
     max_message_size: int = 65535
-    user_agent: str = "phpvoip"
+    user_agent: str = "phpvoip"  # User-Agent of requests, Server of answers; "" sends neither
 
 
 @dataclass(frozen=True)
@@ -191,7 +191,9 @@ def _sip_settings(section: Section) -> SipSettings:
         raise timers_section.error("t2", f"must not be below t1 ({t1})")
     timers_section.check_unknown()
     max_size = section.integer("max_message_size", 65535, minimum=1500, maximum=65535)
-    user_agent = section.string("user_agent", "phpvoip")
+    user_agent = section.string("user_agent", "phpvoip").strip()
+    if any(ord(c) < 32 or ord(c) == 127 for c in user_agent):
+        raise section.error("user_agent", "must be one line of printable text")
     section.check_unknown()
     return SipSettings(listen, domain, Timers(float(t1), float(t2), float(t4)), max_size, user_agent)
 

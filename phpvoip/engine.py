@@ -106,7 +106,7 @@ class Engine:
         self.host = LegHost(transport, self.layer, clock, timers, domain, call_settings.keepalive_interval,
                             ", ".join(ALLOWED_METHODS), ", ".join(SUPPORTED), self.user_agent)
         self.front_door = FrontDoor(
-            transport, domain, allowed_methods=ALLOWED_METHODS, supported=SUPPORTED
+            transport, domain, allowed_methods=ALLOWED_METHODS, supported=SUPPORTED, server=self.user_agent
         )
         self.events = CallEvents()
         self.recent = RecentCalls(RECORDS_KEPT)
@@ -177,7 +177,7 @@ class Engine:
         request.add("Via", via, first=True)
         if not request.has("Max-Forwards"):
             request.add("Max-Forwards", 70)
-        if not request.has("User-Agent"):
+        if self.user_agent and not request.has("User-Agent"):
             request.add("User-Agent", self.user_agent)
         d: defer.Deferred = defer.Deferred()
 

@@ -33,7 +33,9 @@ class FrontDoor:
     `domain` and `addresses` (host names or IPs, or `Address` values) say which
     Request-URI hosts are the switch itself; the transport's `local_addresses()`
     count too. `allowed_methods` go into Allow; `supported` option tags into
-    Supported (and pass Require); `accept` into Accept.
+    Supported (and pass Require); `accept` into Accept; `server` into the Server
+    header of the OPTIONS answer (empty: none, so a scanner such as svmap learns
+    nothing of the software).
     """
 
     def __init__(
@@ -45,6 +47,7 @@ class FrontDoor:
         allowed_methods: Iterable[str] = FRONT_DOOR_METHODS,
         supported: Iterable[str] = (),
         accept: Iterable[str] = ("application/sdp",),
+        server: str = "",
     ) -> None:
         self.transport = transport
         self.domain = domain
@@ -52,6 +55,7 @@ class FrontDoor:
         self.allowed_methods = tuple(allowed_methods)
         self.supported = tuple(supported)
         self.accept = tuple(accept)
+        self.server = server
 
     def is_local(self, request: Request) -> bool:
         """Whether the Request-URI names the switch (its domain or an address)."""
@@ -106,6 +110,8 @@ class FrontDoor:
         response.add("Accept-Encoding", "identity")
         response.add("Accept-Language", "en")
         response.add("Supported", ", ".join(self.supported))
+        if self.server:
+            response.add("Server", self.server)
         return response
 
     def transport_error(self, address: Address) -> None:

@@ -70,7 +70,8 @@ class LegHost:
         message.set("Allow", self.allow)
         if self.supported:
             message.set("Supported", self.supported)
-        message.set("User-Agent" if isinstance(message, Request) else "Server", self.user_agent)
+        if self.user_agent:  # empty: the switch does not name its software
+            message.set("User-Agent" if isinstance(message, Request) else "Server", self.user_agent)
 
     # -- sending --------------------------------------------------------------------------
 
