@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from phpvoip.limits import LimitSettings, limit_settings
 from phpvoip.moduletypes import DuplicateModuleType, find_module_types
 from phpvoip.opsconfig import (
     CdrSettings,
@@ -114,6 +115,7 @@ class Config:
     metrics: MetricsSettings | None = None
     cdr: CdrSettings = field(default_factory=CdrSettings)
     ladders: LadderSettings = field(default_factory=LadderSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
 
 
 def build_module(module: ModuleConfig) -> Any:
@@ -166,8 +168,10 @@ def load_text(text: str, file: str = "<config>") -> Config:
     metrics = metrics_settings(top)
     cdr = cdr_settings(top, storage.kind)
     ladders = ladder_settings(top)
+    limits = limit_settings(top)
     top.check_unknown()
-    return Config(file, sip, storage, calls, modules, routes, log_level, manhole, metrics, cdr, ladders)
+    return Config(file, sip, storage, calls, modules, routes, log_level, manhole, metrics, cdr, ladders,
+                  limits)
 
 
 def _sip_settings(section: Section) -> SipSettings:

@@ -112,6 +112,9 @@ class Engine:
         self.recent = RecentCalls(RECORDS_KEPT)
         self.events.add(self.recent)
         self.calls: dict[str, Bridge] = {}
+        # Flood protection (phpvoip.limits), set by the service: the caps on calls
+        # and on pending requests per source. None: no caps.
+        self.limits: Any = None
 
     def __repr__(self) -> str:
         return f"<Engine {self.domain} calls={len(self.calls)}>"
@@ -277,6 +280,12 @@ class Engine:
         if refusal is not None:
             transaction.respond(refusal)
             return
+        limits = self.limits
+        if limits is not None:
+            busy = limits.refusal(request, transaction, len(self.calls))
+            if busy is not None:
+                transaction.respond(busy)
+                return
         if request.to.tag is not None and method != "REGISTER":
             # REGISTER never belongs to a dialog (§10.2); a To tag on it is noise.
             self._in_dialog(request, transaction)

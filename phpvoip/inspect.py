@@ -29,6 +29,7 @@ __all__ = [
     "NO_MEDIA",
     "Table",
     "agents",
+    "bans",
     "calls",
     "explain_route",
     "find_call",
@@ -333,3 +334,17 @@ def explain_route(engine: Any, from_user: str, to_user: str) -> list[str]:
         out.append("no module said it takes the call: the caller would get 404 Not Found "
                    "(unless a module that cannot tell takes it)")
     return out
+
+
+# -- bans -----------------------------------------------------------------------------------
+
+
+def bans(limits: Any, now: float | None = None) -> Table:
+    """The sources the flood protection (`phpvoip.limits`) bans now: source, time
+    left, how long ago, why."""
+    if now is None:
+        now = limits.clock.seconds()
+    table = Table(("SOURCE", "LEFT", "SINCE", "REASON"), empty="no bans")
+    for ban in limits.bans():
+        table.add(ban.host, seconds(ban.until - now), seconds(now - ban.since) + " ago", ban.reason)
+    return table

@@ -261,9 +261,33 @@ class Shell:
             print(f"no messages kept for {call_id!r} (the ladders keep the last "
                   f"{switch_settings(self.switch)} calls)")
 
+    def bans(self) -> None:
+        """bans(): banned sources (over the request rate, repeated failed
+        authentications, or by hand): time left and why."""
+        limits = self.switch.limits
+        print("flood protection is off" if limits is None else inspect.bans(limits))
+
+    def ban(self, ip: Any, seconds: float | None = None) -> None:
+        """ban(ip, seconds=None): drop everything from `ip` unparsed for `seconds`
+        (default: the configured limits.ban)."""
+        limits = self.switch.limits
+        if limits is None:
+            print("flood protection is off")
+            return
+        entry = limits.ban(str(ip), seconds, "by hand (manhole)")
+        print(f"{entry.host}: banned for {inspect.seconds(entry.until - limits.clock.seconds())}")
+
+    def unban(self, ip: Any) -> None:
+        """unban(ip): lift `ip`'s ban at once."""
+        limits = self.switch.limits
+        if limits is not None and limits.unban(str(ip)):
+            print(f"{ip}: unbanned")
+        else:
+            print(f"{ip} is not banned")
+
 
 HELPERS = ("regs", "calls", "lines", "queues", "agents", "hangup", "route", "originate", "reload", "stats",
-           "trace")
+           "trace", "bans", "ban", "unban")
 
 
 def switch_settings(switch: Any) -> str:

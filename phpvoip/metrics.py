@@ -30,6 +30,12 @@ Exported (all names ``phpvoip_``; counters end in ``_total``; seconds)::
     phpvoip_transactions_total{side}                 started
     phpvoip_retransmissions_total{direction}         sent, received
     phpvoip_parse_errors_total                       unreadable messages
+    phpvoip_bans_active                              sources banned now
+    phpvoip_requests_dropped_total{reason}           banned (dropped unparsed),
+                                                     rate (the request that got its
+                                                     source banned), transactions,
+                                                     calls (503s), tcp (connections
+                                                     refused)
     phpvoip_line_state{line,state}                   1 for the current state, 0 for
                                                      the others (static lines:
                                                      state="static")
@@ -234,6 +240,7 @@ class SwitchMetrics:
         yield CounterMetricFamily("phpvoip_parse_errors", "Messages that could not be read (answered or "
                                   "dropped).", value=stats["parse_errors"])
 
+        yield from _limits(getattr(service, "limits", None))
         yield from self._lines(engine)
         yield from _queues(engine)
         yield from self._gc()
@@ -277,6 +284,19 @@ def _histogram(name: str, documentation: str, bounds: tuple[float, ...], counts:
     cumulative += counts[-1]
     buckets.append(("+Inf", cumulative))
     return HistogramMetricFamily(name, documentation, buckets=buckets, sum_value=total)
+
+
+def _limits(limits: Any) -> Iterator[Metric]:
+    """Flood protection (`phpvoip.limits`): bans in force, and what was not served."""
+    if limits is None:
+        return
+    yield GaugeMetricFamily("phpvoip_bans_active", "Sources banned now (flood, failed authentications, "
+                            "by hand).", value=len(limits.banned))
+    dropped = CounterMetricFamily("phpvoip_requests_dropped", "Requests and connections not served, "
+                                  "by reason: banned, rate, transactions, calls, tcp.", labels=["reason"])
+    for reason, count in sorted(limits.dropped.items()):
+        dropped.add_metric([reason], count)
+    yield dropped
 
 
 def _queues(engine: Any) -> Iterator[Metric]:

@@ -22,6 +22,7 @@ from phpvoip import config as config_module
 from phpvoip.config import Config, ConfigError
 from phpvoip.engine import Engine
 from phpvoip.gcwatch import GcWatch
+from phpvoip.limits import install_limits
 from phpvoip.router import Router
 from phpvoip.transport import SipTransport
 
@@ -63,6 +64,7 @@ class SwitchService(MultiService):
         # Operations (issue 12): set by build_service when configured, else None.
         self.cdr: Any = None  # phpvoip.cdr.CallDetailRecords, an observer of the call events
         self.ladders: Any = None  # phpvoip.ladder.Ladders, fed by the transport's message tap
+        self.limits: Any = None  # phpvoip.limits.Limits: bans, rates and caps (set by build_service)
 
     def add_child(self, service: Any, name: str, address: str, key: str) -> Child:
         """Make `service` a child, started (and bound) with the switch."""
@@ -142,6 +144,8 @@ class SwitchService(MultiService):
             log.failure("reload refused, keeping the running config: {error}", error=repr(e))
             return False
         self.config = reloaded.config
+        if self.limits is not None and self.limits.settings != self.config.limits:
+            self.limits.reconfigure(self.config.limits)
         log.info("{summary}", summary=reloaded.summary, file=file)
         return reloaded
 
@@ -221,6 +225,7 @@ def build_service(config: Config, reactor: Any = None) -> SwitchService:
     service = SwitchService(config, transport, engine, reactor)
     for child in _build_ports(config, transport):
         service.add_child(child.service, child.name, child.address, child.key)
+    install_limits(config.limits, service)
     _build_operations(config, service)
     return service
 

@@ -212,7 +212,8 @@ class Registrar:
         self.store = getattr(engine, "store", None) or MemoryStore()
         realm = settings.realm or engine.domain
         self.users = UserDirectory(realm)
-        self.throttle = AuthThrottle(clock, settings.auth_failures, module=self.name)
+        self.throttle = AuthThrottle(clock, settings.auth_failures, module=self.name,
+                                     bans=getattr(engine, "limits", None))
         self.bindings = BindingTable(clock, self._lapsed)
         self.hosts = self._local_hosts(engine)
         loads = [
@@ -411,7 +412,7 @@ class Registrar:
         if result.outcome is Outcome.FAILED:
             # The same answer for an unknown user and a wrong password.
             self.stats["auth_failed"] += 1
-            if host is not None and self.throttle.failed(host):
+            if host is not None and self.throttle.failed(host, result.username):
                 raise self._refuse(request, 403, "Forbidden")
         challenge = self._challenge(request, host, proxy, stale=result.stale)
         challenge.refused = result.outcome is Outcome.FAILED  # wrong credentials: a refusal

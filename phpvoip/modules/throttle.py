@@ -7,6 +7,12 @@ elsewhere (phones behind the same NAT address do share it: keep `limit` well
 above what a misconfigured phone produces in a window). A correct answer clears
 the count. The table is bounded: beyond `max_sources` the least recently failing
 source is forgotten.
+
+With the switch's flood protection (`phpvoip.limits.Limits`, passed as `bans`) a
+block is also a ban at the switch: the source's packets are dropped before they are
+parsed for as long as the block lasts. A success refunds the challenge round trip
+to the per-source request count. Every failure is logged in a stable line naming the
+source first, for fail2ban: ``phpvoip: auth failure from 192.0.2.7 user '1001'``.
 """
 
 from __future__ import annotations
@@ -46,8 +52,10 @@ class AuthThrottle:
         settings: ThrottleSettings = ThrottleSettings(),
         max_sources: int = 100_000,
         module: str = "registrar",
+        bans: Any = None,
     ) -> None:
         self.clock = clock
+        self.bans = bans  # phpvoip.limits.Limits, or None
         self.settings = settings
         self.max_sources = max_sources
         self.module = module
@@ -67,8 +75,10 @@ class AuthThrottle:
         del self._sources[host]  # the block is over: start counting afresh
         return False
 
-    def failed(self, host: str) -> bool:
-        """Count a failed authentication from `host`; true when it starts a block."""
+    def failed(self, host: str, user: str | None = None) -> bool:
+        """Count a failed authentication from `host` (as `user`); true when it
+        starts a block."""
+        log.info("phpvoip: auth failure from {source} user {user}", source=host, user=_printable(user))
         settings = self.settings
         if settings.limit <= 0:
             return False
@@ -93,11 +103,25 @@ class AuthThrottle:
                 window=settings.window,
                 block=settings.block,
             )
+            if self.bans is not None and not self.bans.exempt(host):
+                reason = f"{entry.failures} failed authentications in {settings.window:g}s"
+                self.bans.ban(host, settings.block, reason)
             return True
         return False
 
     def succeeded(self, host: str) -> None:
-        """A right answer from `host` clears its count (not a running block)."""
+        """A right answer from `host` clears its count (not a running block), and
+        takes its challenge round trip back from the switch's request count."""
+        if self.bans is not None:
+            self.bans.refund(host)
         entry = self._sources.get(host)
         if entry is not None and not entry.blocked_until:
             del self._sources[host]
+
+
+def _printable(user: str | None) -> str:
+    """A user name as the log shows it: quoted, printable, at most 64 characters
+    (it is the peer's choice, so it must not pass for anything else in the line)."""
+    if user is None:
+        return "-"
+    return repr("".join(c if c.isprintable() else "?" for c in user[:64]))

@@ -64,6 +64,17 @@ class MessageTap(TypingProtocol):
              remote: Address) -> None: ...
 
 
+class Gate(TypingProtocol):
+    """What decides, before parsing, whether to read what a source sent
+    (`phpvoip.limits.Limits`): a banned source must cost one dict lookup."""
+
+    def admit(self, host: str, data: bytes) -> bool: ...
+
+    def tcp_opened(self, host: str) -> bool: ...
+
+    def tcp_closed(self, host: str) -> None: ...
+
+
 class SipTransport:
     """All the SIP sockets of one switch, following the RFC 3261 §18 rules of
     `phpvoip.sip.transport` (its `Receiver` decides about everything that arrives).
@@ -97,6 +108,10 @@ class SipTransport:
         # Sees every message in and out when set (phpvoip.ladder); None costs one
         # comparison per message.
         self.tap: MessageTap | None = None
+        # Asked about every datagram and frame before it is parsed, and about every
+        # inbound TCP connection (phpvoip.limits.Limits: bans, rates, caps); None
+        # costs one comparison.
+        self.gate: Gate | None = None
         self.parse_errors = 0  # what arrived and could not be read (answered or dropped)
 
     @property
@@ -256,6 +271,9 @@ class SipTransport:
     # -- receiving: the decisions are sip.transport.Receiver's -----------------------------
 
     def _datagram(self, protocol: SipDatagramProtocol, data: bytes, host: str, port: int) -> None:
+        gate = self.gate
+        if gate is not None and not gate.admit(host, data):
+            return  # banned, or just went over its rate: never parsed
         source = Address("udp", host, port)
         if len(self._udp) > 1:
             # Answer from the socket the request came in on: remember it, a while.
@@ -282,6 +300,10 @@ class SipTransport:
 
     def _frame(self, connection: StreamConnection, kind: str, data: bytes) -> None:
         source = connection.peer
+        gate = self.gate
+        if gate is not None and not gate.admit(source.host, data):
+            connection.close()
+            return
         decision = self.receiver.frame(kind, data, source)
         tap = self.tap
         if tap is not None:

@@ -32,6 +32,7 @@ class StreamConnection(Protocol):
         self.queue: list[bytes] = []  # written once connected
         self.local: Address | None = None  # our end, once connected
         self._idle: Any = None
+        self.counted = False  # an inbound connection the owner's gate let in
 
     def connectionMade(self) -> None:
         self.is_open = True
@@ -85,6 +86,11 @@ class StreamConnection(Protocol):
         if self._idle is not None and self._idle.active():
             self._idle.cancel()
         self._idle = None
+        if self.counted:
+            self.counted = False
+            gate = self.owner.gate
+            if gate is not None:
+                gate.tcp_closed(self.peer.host)
         self.owner._connection_lost(self)
 
     def _touch(self) -> None:
@@ -114,9 +120,13 @@ class StreamServerFactory(ServerFactory):
         self._local = address
         self.owner._local_addresses = None
 
-    def buildProtocol(self, addr: Any) -> StreamConnection:
+    def buildProtocol(self, addr: Any) -> StreamConnection | None:
+        gate = self.owner.gate
+        if gate is not None and not gate.tcp_opened(addr.host):
+            return None  # banned, or too many connections from there: Twisted closes it
         connection = StreamConnection(self.owner, Address("tcp", addr.host, addr.port), outbound=False)
         connection.factory = self
+        connection.counted = gate is not None
         return connection
 
 

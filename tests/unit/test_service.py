@@ -32,11 +32,12 @@ def build(tmp_path, text=TEXT):
 
 
 def test_build_does_not_bind(tmp_path):
-    """Building the service creates the engine, modules and one port per listen
-    address, and binds nothing until it starts."""
+    """Building the service creates the engine, modules, one port per listen
+    address and the flood protection, and binds nothing until it starts."""
     _, service = build(tmp_path)
     assert [m.name for m in service.engine.modules] == ["trunk"]
-    assert len(list(service)) == 2
+    assert len(service.child_specs) == 2
+    assert list(service)[2:] == [service.limits]
     assert not service.running
 
 
