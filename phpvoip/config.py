@@ -28,6 +28,7 @@ from phpvoip.opsconfig import (
 )
 from phpvoip.settings import ConfigError, Section
 from phpvoip.sip.address import Address
+from phpvoip.sip.limits import DEFAULT_LIMITS, MessageLimits
 from phpvoip.sip.timers import Timers
 
 __all__ = [
@@ -71,6 +72,8 @@ class SipSettings:
     timers: Timers
     max_message_size: int = 65535
     user_agent: str = "phpvoip"  # User-Agent of requests, Server of answers; "" sends neither
+    # max_headers, max_header_length, max_vias, max_sdp_size (phpvoip.sip.limits)
+    limits: MessageLimits = DEFAULT_LIMITS
 
 
 @dataclass(frozen=True)
@@ -198,8 +201,24 @@ def _sip_settings(section: Section) -> SipSettings:
     user_agent = section.string("user_agent", "phpvoip").strip()
     if any(ord(c) < 32 or ord(c) == 127 for c in user_agent):
         raise section.error("user_agent", "must be one line of printable text")
+    limits = _message_limits(section)
     section.check_unknown()
-    return SipSettings(listen, domain, Timers(float(t1), float(t2), float(t4)), max_size, user_agent)
+    return SipSettings(listen, domain, Timers(float(t1), float(t2), float(t4)), max_size, user_agent,
+                       limits=limits)
+
+
+def _message_limits(section: Section) -> MessageLimits:
+    """``sip:`` max_headers, max_header_length, max_vias, max_sdp_size, with floors
+    that honest messages stay above (RFC 4475's longreq has 34 Vias)."""
+    d = DEFAULT_LIMITS
+    return MessageLimits(
+        max_headers=section.integer("max_headers", d.max_headers, minimum=20, maximum=10000),
+        max_header_length=section.integer(
+            "max_header_length", d.max_header_length, minimum=256, maximum=65535
+        ),
+        max_vias=section.integer("max_vias", d.max_vias, minimum=5, maximum=1000),
+        max_sdp_size=section.integer("max_sdp_size", d.max_sdp_size, minimum=512, maximum=65535),
+    )
 
 
 def _storage(top: Section, name: str) -> StorageSettings:

@@ -106,7 +106,8 @@ class Engine:
         self.host = LegHost(transport, self.layer, clock, timers, domain, call_settings.keepalive_interval,
                             ", ".join(ALLOWED_METHODS), ", ".join(SUPPORTED), self.user_agent)
         self.front_door = FrontDoor(
-            transport, domain, allowed_methods=ALLOWED_METHODS, supported=SUPPORTED, server=self.user_agent
+            transport, domain, allowed_methods=ALLOWED_METHODS, supported=SUPPORTED, server=self.user_agent,
+            registrar=lambda: any(getattr(m, "registers_users", False) for m in self.modules),
         )
         self.events = CallEvents()
         self.recent = RecentCalls(RECORDS_KEPT)

@@ -9,7 +9,7 @@ keeps no state, so a retransmitted request simply gets the same answer again.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from twisted.logger import Logger
@@ -35,7 +35,8 @@ class FrontDoor:
     count too. `allowed_methods` go into Allow; `supported` option tags into
     Supported (and pass Require); `accept` into Accept; `server` into the Server
     header of the OPTIONS answer (empty: none, so a scanner such as svmap learns
-    nothing of the software).
+    nothing of the software). `registrar` says whether the switch has a registrar
+    at all (asked when a REGISTER that no module took gets here).
     """
 
     def __init__(
@@ -48,6 +49,7 @@ class FrontDoor:
         supported: Iterable[str] = (),
         accept: Iterable[str] = ("application/sdp",),
         server: str = "",
+        registrar: Callable[[], bool] | None = None,
     ) -> None:
         self.transport = transport
         self.domain = domain
@@ -56,6 +58,7 @@ class FrontDoor:
         self.supported = tuple(supported)
         self.accept = tuple(accept)
         self.server = server
+        self.registrar = registrar
 
     def is_local(self, request: Request) -> bool:
         """Whether the Request-URI names the switch (its domain or an address)."""
@@ -97,7 +100,13 @@ class FrontDoor:
                 # requests for" → 404. The front door relays nothing.
                 return request.response(404, None, tag)
             return self.options_response(request, tag)
-        # A method configured as allowed that the front door itself cannot serve.
+        if method == "REGISTER" and self.registrar is not None and self.registrar():
+            # §10.3 step 1: a registrar without bindings for the Request-URI's
+            # domain that is no proxy refuses; the switch does register users, so
+            # 501 would be untrue (RFC 4475's REGISTERs are for example.com).
+            return request.response(403, "Domain Not Served", tag)
+        # A method configured as allowed that the front door itself cannot serve
+        # (REGISTER when no registrar is configured: the switch does not register).
         return request.response(501, None, tag)
 
     def options_response(self, request: Request, tag: str | None = None) -> Response:

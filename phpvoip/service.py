@@ -220,6 +220,7 @@ def build_service(config: Config, reactor: Any = None) -> SwitchService:
 
         reactor = default_reactor
     transport = SipTransport(reactor, max_message_size=config.sip.max_message_size)
+    transport.receiver.limits = config.sip.limits
     engine = build_engine(config, transport, reactor, _build_store(config, reactor))
     transport.sink = engine.layer
     service = SwitchService(config, transport, engine, reactor)

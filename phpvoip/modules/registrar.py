@@ -183,6 +183,9 @@ class _Refusal(Exception):
 class Registrar:
     """Users register here; calls from them are authenticated, calls to them forked."""
 
+    # Tells the front door that a REGISTER for another domain gets 403, not 501.
+    registers_users = True
+
     def __init__(self, name: str, settings: RegistrarSettings) -> None:
         self.name = name
         self.settings = settings

@@ -39,6 +39,7 @@ from phpvoip.sip.headers import (
     parse_route_list,
     parse_via_list,
 )
+from phpvoip.sip.limits import DEFAULT_LIMITS, MessageLimits
 from phpvoip.sip.message_model import Request, Response
 from phpvoip.sip.uri import parse_uri
 
@@ -89,10 +90,12 @@ _FOLD = re.compile(r"[ \t]*+\r\n[ \t]++")
 _BAD_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n")
 
 
-def parse(data: bytes) -> Request | Response:
+def parse(data: bytes, limits: MessageLimits | None = DEFAULT_LIMITS) -> Request | Response:
     """Parse one SIP message from a datagram (or a stream frame).
 
     Raises `ParseError` (a `ValueError`) with a reason, and never anything else.
+    A message beyond `limits` (header lines, line length, Vias, SDP size; None
+    checks none) is refused with 400, or 513 for the SDP size (`phpvoip.sip.limits`).
     Octets after the body that Content-Length announces are ignored (§18.3, RFC
     4475 §3.1.1.8); without Content-Length the body runs to the end of `data`.
     On error, `ParseError.headers` holds every header line of the message that
@@ -110,7 +113,7 @@ def parse(data: bytes) -> Request | Response:
         end = data.find(b"\r\n\r\n", start)
         if end < 0:
             _unterminated(data, start)
-        message, length = _parse_head(data[start:end])
+        message, length = _parse_head(data[start:end], limits)
         if length is None:
             message.body = data[end + 4 :]
         else:
@@ -121,6 +124,8 @@ def parse(data: bytes) -> Request | Response:
                     data[start:end].decode("utf-8", "surrogateescape"),
                 )
             message.body = data[end + 4 : body_end]
+        if limits is not None and len(message.body) > limits.max_sdp_size:
+            _check_sdp_size(message, limits, data[start:end])
         return message
     except ParseError:
         raise
@@ -137,7 +142,7 @@ def _unterminated(data: bytes, start: int) -> None:
     raw = data[start:]
     if raw.endswith(b"\r\n"):
         raw = raw[:-2]
-    _parse_head(raw)
+    _parse_head(raw, DEFAULT_LIMITS)
     raise _fail("no empty line after the headers", raw.decode("utf-8", "surrogateescape"))
 
 
@@ -145,17 +150,40 @@ class _Folded(Exception):
     """A header line continues on the next (§7.3.1): parse again, unfolded."""
 
 
-def _parse_head(raw: bytes) -> tuple[Request | Response, int | None]:
+def _parse_head(raw: bytes, limits: MessageLimits | None) -> tuple[Request | Response, int | None]:
     """The message (without body) and its Content-Length."""
     head = raw.decode("utf-8", "surrogateescape")
     lines = head.split("\r\n")
+    if limits is not None:
+        # Two length comparisons for a normal message: the line lengths are
+        # looked at only when the whole head is longer than one line may be.
+        if len(lines) > limits.max_headers + 1:
+            raise _fail(f"too many header lines ({len(lines) - 1}, limit {limits.max_headers})", head)
+        if len(head) > limits.max_header_length and max(map(len, lines)) > limits.max_header_length:
+            raise _fail(f"header line longer than {limits.max_header_length} octets", head)
     try:
-        return _parse_lines(head, lines)
+        result = _parse_lines(head, lines)
     except _Folded:
         # Rare: unfolding costs a regular expression pass, so it is done only
         # when a continuation line shows up.
         head = _FOLD.sub(" ", head)
-        return _parse_lines(head, head.split("\r\n"))
+        result = _parse_lines(head, head.split("\r\n"))
+    # Vias are at most one a line plus one a comma: counted only beyond that bound.
+    if limits is not None and len(lines) + head.count(",") > limits.max_vias:
+        vias = sum(len(f[2]) for f in result[0].fields if f[0] == "via")
+        if vias > limits.max_vias:
+            raise _fail(f"too many Via values ({vias}, limit {limits.max_vias})", head)
+    return result
+
+
+def _check_sdp_size(message: Request | Response, limits: MessageLimits, raw: bytes) -> None:
+    """Refuse an SDP body over `limits.max_sdp_size` with 513 (§21.5.14)."""
+    content_type = message.get("Content-Type") or ""
+    if content_type.split(";", 1)[0].strip(" \t").lower() == "application/sdp":
+        raise _fail(
+            f"SDP body too large ({len(message.body)} octets, limit {limits.max_sdp_size})",
+            raw.decode("utf-8", "surrogateescape"), 513,
+        )
 
 
 def _parse_lines(head: str, lines: list[str]) -> tuple[Request | Response, int | None]:

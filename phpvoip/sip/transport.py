@@ -21,12 +21,15 @@ goes when there is no connection to reuse (§18.2.2).
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import socket  # for inet_pton only: no socket is ever opened here
+from collections.abc import Iterable
 
 from phpvoip.sip.address import Address
 from phpvoip.sip.errors import LocalProtocolError, ParseError
 from phpvoip.sip.headers import Via
+from phpvoip.sip.limits import DEFAULT_LIMITS, MessageLimits
 from phpvoip.sip.message import Request, Response, parse
 from phpvoip.sip.uas import error_response
 
@@ -45,6 +48,7 @@ __all__ = [
     "Receiver",
     "Reply",
     "StreamFramer",
+    "maddr_allowed",
     "packed_ip",
     "response_target",
     "stamp_via",
@@ -88,12 +92,29 @@ def stamp_via(via: Via, host: str, port: int) -> None:
         params["received"] = host
 
 
-def response_target(via: Via | None, source: Address) -> Address:
+def maddr_allowed(maddr: str, own_hosts: Iterable[str] = ()) -> bool:
+    """Whether a Via ``maddr`` may be followed: a loopback address or one of
+    `own_hosts` (the switch's own). Anywhere else it would let one forged request
+    aim our response at a third party (reflection), so it is ignored there."""
+    packed = packed_ip(maddr)
+    if packed is None:
+        return False
+    if ipaddress.ip_address(packed).is_loopback:
+        return True
+    return any(packed == packed_ip(own) for own in own_hosts)
+
+
+def response_target(via: Via | None, source: Address, own_hosts: Iterable[str] = ()) -> Address:
     """Where a response goes when the request came from `source` and its top Via is
     `via` (§18.2.2, RFC 3581 §4), for when there is no connection to reuse.
 
     Host names are not resolved here: a request whose sent-by was a name got
     ``received`` stamped, and where nothing usable is left the source is used.
+    A request that came over UDP with a top Via naming another transport (TCP,
+    TLS: RFC 4475's novelsc and bext01) is answered to its source: its sent-by
+    names a listener of that other transport, and the source is the one address
+    known to take our UDP. ``maddr`` is honoured only for loopback and
+    `own_hosts` (`maddr_allowed`).
     """
     if via is None:
         return source
@@ -102,11 +123,14 @@ def response_target(via: Via | None, source: Address) -> Address:
     if received is not None and packed_ip(received) is None:
         received = None
     if source.transport == "udp":
+        if via.transport != "UDP":
+            return source
         # "if the top Via has a "maddr" parameter, the response MUST be forwarded
         # to the address listed there, using the port indicated in "sent-by"".
-        # Multicast TTL is not honoured: we never join a group.
+        # Multicast TTL is not honoured: we never join a group; and only our own
+        # or loopback addresses are followed (see maddr_allowed).
         maddr = via.maddr
-        if maddr and packed_ip(maddr) is not None:
+        if maddr and maddr_allowed(maddr, own_hosts):
             return Address("udp", maddr.strip("[]"), port)
         rport = via.rport
         if received is not None:
@@ -319,10 +343,13 @@ class Receiver:
     and connection of a transport.
     """
 
-    __slots__ = ("max_message_size",)
+    __slots__ = ("max_message_size", "limits")
 
-    def __init__(self, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
+    def __init__(
+        self, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE, limits: MessageLimits = DEFAULT_LIMITS
+    ) -> None:
         self.max_message_size = max_message_size
+        self.limits = limits  # header count, line length, Vias, SDP size (phpvoip.sip.limits)
 
     def receive(self, data: bytes, source: Address) -> Decision:
         """Decide about one datagram (or one framed message) from `source`."""
@@ -337,7 +364,7 @@ class Receiver:
             # them over UDP too): a double CRLF gets its pong, nothing is an error.
             return SEND_PONG if data == b"\r\n\r\n" else IGNORE
         try:
-            message = parse(data)
+            message = parse(data, self.limits)
         except ParseError as e:
             return _answer_unparseable(e, data, source)
         if message.__class__ is Request:

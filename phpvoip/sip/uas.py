@@ -208,8 +208,10 @@ def _raw_head(data: bytes) -> tuple[str | None, list[tuple[str, str]]]:
 
 def error_response(error: ParseError, data: bytes | None = None) -> Response | None:
     """The 400/505/513 answer to a message that could not be parsed, or None when it
-    cannot be answered: it is a response, an ACK, or its Via, From, To, Call-ID and
-    CSeq cannot all be read (RFC 3261 §8.2.6.2 needs them; RFC 4475 §3.1.2).
+    cannot be answered: it is a response, an ACK, or its Via or CSeq cannot be read
+    (a client matches a response by the Via branch and the CSeq method, §17.1.3).
+    From, To and Call-ID are echoed when present (§8.2.6.2); RFC 4475 §3.3.1
+    (insuf) asks for a 400 to a request that lacks them.
 
     Header lines come from `data` when it is given (read past the fault), else from
     what the parser read before it (`error.headers`). Each of the five is parsed
@@ -236,7 +238,7 @@ def error_response(error: ParseError, data: bytes | None = None) -> Response | N
             vias.extend(v.strip(" \t") for v in split_commas(value) if v.strip(" \t"))
         elif key in ("from", "to", "call-id", "cseq") and value:
             singles.setdefault(key, value)
-    if not vias or len(singles) != 4:
+    if not vias or "cseq" not in singles:
         return None
     status = error.status if error.status in _ANSWERABLE else 400
     response = Response(status, reason_phrase(error.reason))
@@ -248,16 +250,21 @@ def error_response(error: ParseError, data: bytes | None = None) -> Response | N
             via_values.append(text)
     for value in via_values:
         response.add("Via", value if isinstance(value, str) else [value])
-    response.add("From", singles["from"])
-    to_text = singles["to"]
-    try:
-        to = parse_name_addr(to_text)
-    except ParseError:
-        response.add("To", to_text)  # no tag can be added safely to what we cannot read
-    else:
-        if to.tag is None:
-            to.tag = stateless_tag(singles["call-id"], singles["from"], vias[0], singles["cseq"])
-        response.add("To", to)
-    response.add("Call-ID", singles["call-id"])
+    if "from" in singles:
+        response.add("From", singles["from"])
+    to_text = singles.get("to")
+    if to_text is not None:
+        try:
+            to = parse_name_addr(to_text)
+        except ParseError:
+            response.add("To", to_text)  # no tag can be added safely to what we cannot read
+        else:
+            if to.tag is None:
+                to.tag = stateless_tag(
+                    singles.get("call-id", ""), singles.get("from", ""), vias[0], singles["cseq"]
+                )
+            response.add("To", to)
+    if "call-id" in singles:
+        response.add("Call-ID", singles["call-id"])
     response.add("CSeq", singles["cseq"])
     return response

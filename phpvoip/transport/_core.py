@@ -213,7 +213,10 @@ class SipTransport:
                 return
             self._write_stream(response_target(via, source), data, response)
         elif source.transport == "udp":
-            target = response_target(via, source)
+            # maddr is followed only to our own addresses (or loopback): these are
+            # looked up only for the rare Via that has one.
+            own = [a.host for a in self.local_addresses()] if via is not None and via.maddr else ()
+            target = response_target(via, source, own)
             protocol = self._udp_by_peer.get(source) or self._udp_for(target.host)
             self._write_udp(protocol, data, target, response)
         else:

@@ -14,9 +14,12 @@ to the received address *and the sent-by port* (5060 when absent), i.e. to
 127.0.0.1:5060, not to the probe. It never sends to the 192.0.2.x literal itself.
 Responses in the corpus are sent unchanged: the switch must drop them.
 
-The switch has no modules, so a valid INVITE is refused 403 (no module takes the
-caller), an OPTIONS for a user elsewhere gets 404 and REGISTER/MESSAGE 501; the
-table's None means "anything but a 400 or a drop" and accepts these.
+The switch has one module, a registrar for its own domain (127.0.0.1), so a valid
+INVITE is refused 403 (no module takes the caller), an OPTIONS for a user elsewhere
+gets 404, MESSAGE 501, and a REGISTER for the corpus' example.com domains 403
+"Domain Not Served" (a registrar that does not serve a domain refuses it, §10.3
+step 1); the table's None means "anything but a 400 or a drop" and accepts these.
+`test_raw_*` send messages unchanged where the answer must reach the source anyway.
 """
 
 from __future__ import annotations
@@ -36,6 +39,12 @@ from tests.support import LOOPBACK, Switch
 pytestmark = pytest.mark.interop
 
 CORPUS = folder()
+# The probe sends a hundred requests in a few seconds: loopback is exempt from the
+# per-source rate limit (phpvoip.limits), which is not what is tested here.
+REGISTRAR = (
+    "modules:\n  - type: registrar\n    users: {watson: {password: secret}}\n"
+    "limits: {exempt: [127.0.0.0/8]}\n"
+)
 _LWS = r"(?:[ \t]|\r\n[ \t])*"
 # The first Via (or v) header line up to the end of its sent-by, folding allowed.
 _TOP_VIA = re.compile(
@@ -92,7 +101,7 @@ def acceptable(name: str, outcome: int | str) -> bool:
 def switch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Switch]:
     if not CORPUS.is_dir() or len(list(CORPUS.glob("*.dat"))) != 49:
         pytest.skip(f"the RFC 4475 messages are not in {CORPUS} (CI has them)")
-    with running_switch(tmp_path_factory.mktemp("switch")) as switch:
+    with running_switch(tmp_path_factory.mktemp("switch"), REGISTRAR) as switch:
         yield switch
 
 
@@ -158,6 +167,30 @@ def test_torture_message_gets_rfc4475_answer(switch: Switch, name: str) -> None:
             if raw.startswith(b"INVITE ") and final.status >= 300:
                 probe.send(ack_for(readdress(raw, probe.port), final))
                 assert probe.collect(2.5 * 0.2) == [], "the ACK stops timer G and gets no answer"
+    finally:
+        probe.close()
+
+
+@pytest.mark.parametrize("name", ["escnull", "cparam01", "cparam02", "regescrt", "dblreq", "regaut01"])
+def test_register_for_another_domain_is_403(switch: Switch, name: str) -> None:
+    """A REGISTER for example.com, which the switch's registrar does not serve, gets
+    403 Domain Not Served (not 501: the switch does implement REGISTER)."""
+    answers, alive, probe = exchange(switch, (CORPUS / f"{name}.dat").read_bytes())
+    probe.close()
+    assert alive
+    assert [a.start_line for a in answers] == [b"SIP/2.0 403 Domain Not Served"]
+
+
+@pytest.mark.parametrize(("name", "status"), [("novelsc", 416), ("bext01", 420)])
+def test_raw_via_naming_tcp_or_tls_is_answered_to_the_udp_source(switch: Switch, name: str,
+                                                                  status: int) -> None:
+    """Sent unchanged over UDP, with a top Via naming TCP (novelsc) or TLS (bext01)
+    at an example host: the answer comes back to the probe's own address."""
+    probe = Probe(switch.port)
+    try:
+        probe.send((CORPUS / f"{name}.dat").read_bytes())
+        answers = probe.collect(2.0, until_status=status)
+        assert [a.status for a in answers] == [status], [a.start_line for a in answers]
     finally:
         probe.close()
 

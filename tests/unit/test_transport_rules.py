@@ -15,6 +15,7 @@ from phpvoip.sip.transport import (
     PING,
     TOO_LARGE,
     StreamFramer,
+    maddr_allowed,
     response_target,
     stamp_via,
 )
@@ -191,9 +192,20 @@ TCP_SOURCE = Address("tcp", "198.51.100.7", 40001)
 @pytest.mark.parametrize(
     ("text", "source", "expected"),
     [
-        # §18.2.2 maddr → there, sent-by port
+        # §18.2.2 maddr → there, sent-by port, but only for loopback (or our own
+        # addresses): elsewhere it is ignored, so it cannot aim answers at a third party
+        ("SIP/2.0/UDP 192.0.2.1:5070;maddr=127.0.0.9;received=198.51.100.7", UDP_SOURCE,
+         Address("udp", "127.0.0.9", 5070)),
+        ("SIP/2.0/UDP 192.0.2.1:5070;maddr=[::1];received=198.51.100.7", UDP_SOURCE,
+         Address("udp", "::1", 5070)),
         ("SIP/2.0/UDP 192.0.2.1:5070;maddr=203.0.113.9;received=198.51.100.7", UDP_SOURCE,
-         Address("udp", "203.0.113.9", 5070)),
+         Address("udp", "198.51.100.7", 5070)),
+        ("SIP/2.0/UDP 192.0.2.1:5070;maddr=203.0.113.9;rport=40000;received=198.51.100.7", UDP_SOURCE,
+         UDP_SOURCE),
+        # a Via naming TCP or TLS on a request that came over UDP (RFC 4475 novelsc,
+        # bext01): the sent-by is no UDP listener, the source is
+        ("SIP/2.0/TCP 192.0.2.1:5070;received=198.51.100.7", UDP_SOURCE, UDP_SOURCE),
+        ("SIP/2.0/TLS host9.example.com;received=198.51.100.7", UDP_SOURCE, UDP_SOURCE),
         # RFC 3581 received + rport → there
         ("SIP/2.0/UDP 192.0.2.1:5070;rport=40000;received=198.51.100.7", UDP_SOURCE, UDP_SOURCE),
         # received without rport → received, sent-by port
@@ -212,6 +224,17 @@ TCP_SOURCE = Address("tcp", "198.51.100.7", 40001)
 def test_response_target(text, source, expected):
     """Responses go where §18.2.2 and RFC 3581 §4 say."""
     assert response_target(via(text), source) == expected
+
+
+def test_maddr_is_followed_to_our_own_address_only():
+    """RFC 3261 §18.2.2 maddr is honoured for the switch's own addresses (and
+    loopback), never for any other host (no reflection through a forged Via)."""
+    text = "SIP/2.0/UDP 192.0.2.1:5070;maddr=203.0.113.9;received=198.51.100.7"
+    assert response_target(via(text), UDP_SOURCE, ["203.0.113.9"]) == Address("udp", "203.0.113.9", 5070)
+    assert response_target(via(text), UDP_SOURCE, ["203.0.113.10"]) == Address("udp", "198.51.100.7", 5070)
+    assert maddr_allowed("127.0.0.1") and maddr_allowed("[::1]")
+    assert maddr_allowed("2001:db8::1", ["[2001:db8:0::1]"])
+    assert not maddr_allowed("224.0.1.75") and not maddr_allowed("sip.example.com", ["sip.example.com"])
 
 
 def test_response_target_without_a_readable_via_is_the_source():

@@ -238,13 +238,29 @@ def test_unparseable_to_is_copied_without_a_tag():
     assert answer.get("To") == "<sip:switch.example"
 
 
-@pytest.mark.parametrize("missing", ["Via", "To", "From", "Call-ID", "CSeq"])
-def test_malformed_request_missing_an_identifying_header_is_dropped(missing):
-    """Without all of Via, From, To, Call-ID, CSeq there is nothing to answer."""
+@pytest.mark.parametrize("missing", ["Via", "CSeq"])
+def test_malformed_request_missing_via_or_cseq_is_dropped(missing):
+    """Without a Via (where to) or a CSeq (what it answers, §17.1.3) there is
+    nothing to answer."""
     lines = [line for line in GOOD_HEAD.split("\r\n") if line and not line.startswith(missing + ":")]
     head = "".join(line + "\r\n" for line in lines)
     data = f"INVITE sip:u@switch.example SIP/2.0\r\n{head}Content-Length: 99\r\n\r\n".encode()
     assert answer_to(data) is None
+
+
+@pytest.mark.parametrize("missing", [("To",), ("From",), ("Call-ID",), ("Call-ID", "From", "To")])
+def test_request_missing_from_to_or_call_id_still_gets_400(missing):
+    """RFC 4475 §3.3.1 (insuf): a request without Call-ID, From or To gets a 400
+    that echoes what it has (Via, CSeq and the rest of the five)."""
+    lines = [line for line in GOOD_HEAD.split("\r\n") if line and line.split(":", 1)[0] not in missing]
+    head = "".join(line + "\r\n" for line in lines)
+    data = f"INVITE sip:u@switch.example SIP/2.0\r\n{head}Content-Length: 0\r\n\r\n".encode()
+    answer = answer_to(data)
+    assert answer is not None and answer.status == 400
+    assert answer.reason.startswith("Missing ")
+    assert answer.get("CSeq") and answer.get_all("Via")
+    for name in missing:
+        assert answer.get(name) is None
 
 
 def test_malformed_response_is_never_answered():
