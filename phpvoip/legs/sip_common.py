@@ -30,6 +30,7 @@ from phpvoip.sip.errors import ParseError
 from phpvoip.sip.headers import NameAddr
 from phpvoip.sip.headers_nameaddr import parse_name_addr
 from phpvoip.sip.message import Request, Response
+from phpvoip.sip.transaction_base import is_local
 from phpvoip.statemachine import StateMachine
 
 __all__ = ["SDP", "SipLeg", "reason_text", "sdp_of", "set_body"]
@@ -340,8 +341,9 @@ class SipLeg(StateMachine):
 
     def _probe(self) -> None:
         """Ask the far end whether it still knows the call (OPTIONS, or INFO for
-        peers whose Allow lists INFO but not OPTIONS). Only a timeout or 481 means
-        it is gone: any other answer shows it is alive."""
+        peers whose Allow lists INFO but not OPTIONS). Only a timeout, 481, or a
+        transport error (the layer's own 503: e.g. ICMP port unreachable, the
+        process is gone) means it is gone: any answer from it shows it is alive."""
         self._keepalive = None
         if self.state is not LegState.ESTABLISHED or self.dialog is None:
             return
@@ -355,7 +357,7 @@ class SipLeg(StateMachine):
         def answered(response: Response) -> None:
             if response.status < 200 or self.state is not LegState.ESTABLISHED:
                 return
-            if response.status in (408, 481):
+            if response.status in (408, 481) or (response.status == 503 and is_local(response)):
                 self._event("keepalive_failed", response)
             else:
                 self._start_keepalive()
@@ -363,13 +365,15 @@ class SipLeg(StateMachine):
         self._send(probe, answered)
 
     def _far_end_gone(self, response: Response) -> None:
-        """The far end did not answer (408) or no longer knows the dialog (481):
-        the call is over. After a timeout it still gets a BYE with the Reason,
-        since a peer deaf only to our probes would otherwise keep the call."""
-        cause = Cause(408, "No answer to keepalive", "timeout")
+        """The far end did not answer (408), cannot be reached (local 503) or no
+        longer knows the dialog (481): the call is over. Unless it said 481 it
+        still gets a BYE with the Reason, since a peer deaf only to our probes
+        would otherwise keep the call."""
+        text = "Far end unreachable" if response.status == 503 else "No answer to keepalive"
+        cause = Cause(408, text, "timeout")
         log.info("{leg} of call {callID}: far end gone ({status})", leg=self.id,
                  callID=self.dialog.call_id if self.dialog else "", status=response.status)
-        if response.status == 408:
+        if response.status != 481:
             self._send_bye(cause)
         elif self.dialog is not None:
             self.dialog.terminate()
