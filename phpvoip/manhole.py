@@ -265,7 +265,11 @@ class Shell:
         """bans(): banned sources (over the request rate, repeated failed
         authentications, or by hand): time left and why."""
         limits = self.switch.limits
-        print("flood protection is off" if limits is None else inspect.bans(limits))
+        if limits is None:
+            print("flood protection is off")
+            return
+        print(inspect.bans(limits))
+        print(", ".join(f"{name} {count}" for name, count in limits.stats().items()))
 
     def ban(self, ip: Any, seconds: float | None = None) -> None:
         """ban(ip, seconds=None): drop everything from `ip` unparsed for `seconds`
