@@ -192,6 +192,9 @@ class Message:
         field = [key, name, _list_value(key, value)]
         self._index = None
         fields = self.fields
+        if not first and fields and fields[-1][0] == key:
+            fields.append(field)  # lines of one name added in a row: no scan, no n² build
+            return
         last = -1
         for i, f in enumerate(fields):
             if f[0] == key:
