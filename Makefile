@@ -35,7 +35,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]' --config-settings editable_mode=compat
+	$(BIN)/python -m pip install -q -e '.[test,fuzz]' --config-settings editable_mode=compat
 	touch $@
 
 # Installs only what is missing; `apt-get update` runs once, before the first install.
@@ -57,6 +57,8 @@ bench: venv peers
 	PYTHON=$(BIN)/python bench/calls.sh
 	PYTHON=$(BIN)/python bench/register.sh
 	$(BIN)/python bench/ladder.py
+	$(BIN)/python bench/pathological.py
+	$(BIN)/python bench/fuzz.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .hypothesis var

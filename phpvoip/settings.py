@@ -83,6 +83,8 @@ class Section:
         kinds = (int,) if integer else (int, float)
         if isinstance(value, bool) or not isinstance(value, kinds):
             raise self.error(name, f"must be {'an integer' if integer else 'a number'}, not {_kind(value)}")
+        if value != value or value in (float("inf"), float("-inf")):  # YAML's .nan, .inf
+            raise self.error(name, f"must be a finite number, not {value}")
         if minimum is not None and value < minimum:
             raise self.error(name, f"must be at least {minimum}, not {value}")
         if maximum is not None and value > maximum:

@@ -74,9 +74,10 @@ def parse_sdp(body: bytes) -> SessionDescription:
             raise ValueError(f"bad SDP line {line[:40]!r}")
         if line.startswith("m="):
             parts = line[2:].split()
-            if len(parts) < 3 or not parts[1].split("/")[0].isdigit():
+            port = parts[1].split("/")[0] if len(parts) >= 3 else ""
+            if not (port.isascii() and port.isdigit()):
                 raise ValueError(f"bad media line {line[:60]!r}")
-            media.append(Media(parts[0], int(parts[1].split("/")[0]), parts[2], parts[3:], []))
+            media.append(Media(parts[0], int(port), parts[2], parts[3:], []))
         elif media:
             media[-1].lines.append(line)
         else:
@@ -152,7 +153,7 @@ def continue_origin(body: bytes, previous: bytes | None) -> bytes:
     session id and increment its version. When a B2BUA joins a party to someone new,
     that party must still see one session: keep `previous`'s origin, version + 1."""
     old = origin_fields(previous)
-    if old is None or not old[2].isdigit():
+    if old is None or not (old[2].isascii() and old[2].isdigit()):  # int() refuses '²', isdigit() not
         return body
     old[2] = str(int(old[2]) + 1)
     lines = _lines(body)
