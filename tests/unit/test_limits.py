@@ -468,3 +468,20 @@ def test_a_busy_reactor_still_retires_the_buckets():
     clock.advance(limits.settings.window * 3)  # one late call of the timer
     assert send(limits, FLOODER, 30) == 30
     assert not limits.banned
+
+
+def test_a_banned_sources_tcp_frames_close_the_connection():
+    """A frame from a banned source over TCP is not parsed: its connection closes."""
+    sink = Sink()
+    transport = SipTransport(Clock(), sink)
+    limits = Limits(LimitSettings(), transport.clock)
+    transport.gate = limits
+    closed: list = []
+    connection = SimpleNamespace(peer=Address("tcp", "192.0.2.1", 5060), local=None,
+                                 close=lambda: closed.append(True))
+    good = bytes(parse(invite()))
+    transport._frame(connection, "message", good)
+    assert len(sink.messages) == 1 and not closed
+    limits.ban("192.0.2.1")
+    transport._frame(connection, "message", good)
+    assert len(sink.messages) == 1 and closed == [True]
