@@ -178,3 +178,45 @@ def test_contacts_with_unknown_uri_parameters_or_headers_register(contact):
     [binding] = module.contacts("1001")
     uri = contact.strip("<>") if contact.startswith("<") else contact.split(";", 1)[0]
     assert binding.contact == uri
+
+
+# -- maddr through the transport ---------------------------------------------------------
+
+
+class FakeUDPPort:
+    """Records what the protocol writes (no socket)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[bytes, tuple[str, int]]] = []
+
+    def write(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.sent.append((data, addr))
+
+
+@pytest.mark.parametrize(
+    ("maddr", "expected"),
+    [("192.0.2.50", ("192.0.2.50", 5070)),  # the switch's own address: followed
+     ("127.0.0.7", ("127.0.0.7", 5070)),  # loopback: followed
+     ("198.51.100.9", ("203.0.113.1", 5070))],  # anyone else: ignored, received + sent-by port
+)
+def test_transport_follows_maddr_only_to_its_own_or_loopback_addresses(maddr, expected):
+    """SipTransport routes a response by the top Via's maddr only when it names
+    one of the switch's own addresses or loopback (§18.2.2 restricted), so a
+    forged maddr cannot reflect answers to a third party."""
+    from twisted.internet import task
+
+    from phpvoip.transport import SipTransport
+
+    transport = SipTransport(task.Clock())
+    protocol = transport.udp_protocol()
+    port = FakeUDPPort()
+    protocol.transport = port
+    protocol.local = Address("udp", "192.0.2.50", 5060)
+    transport._udp.append(protocol)
+    via = f"SIP/2.0/UDP 192.0.2.1:5070;maddr={maddr}".encode()
+    data = request().replace(b"SIP/2.0/UDP 127.0.0.1:40000", via)
+    source = Address("udp", "203.0.113.1", 40000)
+    message = transport.receiver.receive(data, source)
+    assert isinstance(message, Request)
+    transport.send_response(message.response(200), source)
+    assert [addr for _, addr in port.sent] == [expected]
