@@ -485,3 +485,13 @@ def test_a_banned_sources_tcp_frames_close_the_connection():
     limits.ban("192.0.2.1")
     transport._frame(connection, "message", good)
     assert len(sink.messages) == 1 and closed == [True]
+
+
+def test_reload_applies_new_limits_and_keeps_bans(tmp_path):
+    """A reload (SIGHUP, reload()) takes a changed `limits:` at once; bans stay."""
+    service = built(tmp_path)
+    service.limits.ban("192.0.2.66")
+    (tmp_path / "phpvoip.yaml").write_text(CONFIG.replace("requests: 5", "requests: 50"))
+    assert service.reload()
+    assert service.limits.settings.requests == 50
+    assert "192.0.2.66" in service.limits.banned
