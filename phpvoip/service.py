@@ -6,7 +6,6 @@ call without starting anything, and one `MultiService` whose children own the po
 
 from __future__ import annotations
 
-import gc
 import signal
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +20,7 @@ from twisted.python.components import Componentized
 from phpvoip import config as config_module
 from phpvoip.config import Config, ConfigError
 from phpvoip.engine import Engine
+from phpvoip.gctuning import GcTuning
 from phpvoip.gcwatch import GcWatch
 from phpvoip.limits import install_limits
 from phpvoip.router import Router
@@ -61,6 +61,7 @@ class SwitchService(MultiService):
         self._old_sighup: Any = None
         self.started_at = reactor.seconds()
         self.gc_watch = GcWatch()  # collector pauses, for stats() and metrics; on while running
+        self.gc_tuning = GcTuning(self.reactor)  # thresholds, freezing of survivors (phpvoip.gctuning)
         # Operations (issue 12): set by build_service when configured, else None.
         self.cdr: Any = None  # phpvoip.cdr.CallDetailRecords, an observer of the call events
         self.ladders: Any = None  # phpvoip.ladder.Ladders, fed by the transport's message tap
@@ -115,8 +116,9 @@ class SwitchService(MultiService):
         d = self.engine.start()
         d.addErrback(lambda f: log.failure("a module failed to start", f))
         # What start-up loaded (code, config, bindings) lives as long as the process:
-        # keep it out of the cyclic collector's full passes.
-        d.addBoth(lambda _: gc.freeze())
+        # keep it out of the cyclic collector's full passes, and from then on what
+        # survives the young passes too (phpvoip.gctuning).
+        d.addBoth(lambda _: self.gc_tuning.start())
         if hasattr(signal, "SIGHUP"):
             self._old_sighup = signal.signal(signal.SIGHUP, self._sighup)
 
@@ -152,6 +154,7 @@ class SwitchService(MultiService):
     def stopService(self) -> Any:
         log.info("phpvoip stopping")
         self.gc_watch.stop()
+        self.gc_tuning.stop()
         if self._old_sighup is not None:
             signal.signal(signal.SIGHUP, self._old_sighup)
             self._old_sighup = None
