@@ -11,11 +11,18 @@ Vias, a long body. For each size it times two paths:
   the typed values read (every header value, URI and Via parameters, the Contact
   list): the parser's own cost, whatever the limits;
 - ``receive``: the transport's `Receiver.receive` with the default limits, as the
-  switch runs it (a refusal includes building the 400/513 answer).
+  switch runs it (a refusal includes building the 400/513 answer);
+- ``answer``: with the limits lifted, what the switch does next with a request it
+  took: the stateless §8.2 checks and answer of the front door (`FrontDoor.answer`,
+  the Via, From, To, Call-ID and CSeq copied) and the answer serialized.
 
 Messages are limited to 64 KiB on the wire (``sip.max_message_size``), so sizes
-past 64 only show how the parser would scale. Expect a step between 16 and 64: up
-to 1,024 distinct header names are remembered, the rest are checked every time.
+past 64 only show how the parser would scale. Expect a step between 16 and 64 for
+"10k headers" without limits: up to 1,024 distinct header names are remembered,
+the rest are checked every time (a constant factor more per line); and with tens of
+thousands of lines alive, CPython's cyclic GC adds a mild superlinear term. With
+the default limits (200 header lines) neither is reachable: "receive" refuses such
+a message after one split.
 
 It prints microseconds per message and, between successive sizes, the growth
 ratio and the exponent k of time ~ size^k (1 is linear, 2 quadratic). The exit
@@ -39,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from phpvoip.sip.address import Address
 from phpvoip.sip.errors import ParseError
 from phpvoip.sip.limits import UNLIMITED
-from phpvoip.sip.message import Message, parse
+from phpvoip.sip.message import Message, Request, parse
 from phpvoip.sip.transport import Receiver
 
 SOURCE = Address("udp", "127.0.0.1", 40000)
@@ -157,7 +164,23 @@ def receive_path(receiver: Receiver) -> Callable[[bytes], None]:
     return run
 
 
-PATHS = ("parse", "receive")
+PATHS = ("parse", "receive", "answer")
+
+
+def answer_path() -> Callable[[bytes], None]:
+    from phpvoip.frontdoor import FrontDoor
+
+    receiver = Receiver(1 << 30, UNLIMITED)
+    door = FrontDoor(None, "switch.example", allowed_methods=("INVITE", "OPTIONS", "ACK", "CANCEL"))
+
+    def run(data: bytes) -> None:
+        message = receiver.receive(data, SOURCE)
+        if isinstance(message, Request):
+            response = door.answer(message)
+            if response is not None:
+                bytes(response)
+
+    return run
 
 
 def timed(run: Callable[[bytes], None], data: bytes, repeat: int, batch_seconds: float = 0.02) -> float:
@@ -185,7 +208,7 @@ def measure(
     out: Callable[[str], None] = print, batch_seconds: float = 0.02, paths: tuple[str, ...] = PATHS,
 ) -> dict[tuple[str, str], list[float]]:
     """Times per (case, path), one per size; prints the table as it goes."""
-    runs = {"parse": parse_path, "receive": receive_path(Receiver())}
+    runs = {"parse": parse_path, "receive": receive_path(Receiver()), "answer": answer_path()}
     results: dict[tuple[str, str], list[float]] = {}
     out(f"{'case':20} {'path':8} " + " ".join(f"{s:>7}K" for s in sizes) + "   growth exponents")
     for name, build in cases.items():

@@ -35,6 +35,13 @@ def test_parsing_grows_about_linearly() -> None:
     assert not slow, "\n".join(lines)
 
 
+def test_front_door_answer_grows_about_linearly() -> None:
+    """What the switch does with a request it took (limits lifted): the front
+    door's checks and answer, from 2 KiB to 16 KiB: less than 24x."""
+    slow, lines = slow_cases([2, 16], "answer", 24.0)
+    assert not slow, "\n".join(lines)
+
+
 def test_receive_path_grows_about_linearly() -> None:
     """The transport's receive path with the default limits, from 9 KiB to 60 KiB
     (each case but the body refused at both sizes, the 400 built): less than 20x
