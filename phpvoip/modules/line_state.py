@@ -162,7 +162,8 @@ def _delta_seconds(text: str | None) -> int | None:
     if text is None:
         return None
     text = text.split(";")[0].split("(")[0].strip()  # Retry-After may carry a comment
-    return int(text) if text.isdigit() else None
+    # isdigit() is true of "²", which int() refuses: only ASCII digits are a delta.
+    return int(text) if text.isascii() and text.isdigit() else None
 
 
 class Registration:

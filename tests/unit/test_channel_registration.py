@@ -287,6 +287,15 @@ def test_retry_after_is_honoured_up_to_the_cap():
     assert registration.next_attempt - engine.clock.seconds() == 300
 
 
+def test_retry_after_that_is_not_ascii_digits_is_ignored():
+    """A Retry-After of "²" (a digit to str.isdigit, not to int) is no delay: the
+    line backs off as for a plain 503 instead of failing on the value."""
+    registration, engine = make(password=None, random=0.0)
+    registration.start()
+    engine.last().answer(503, (("Retry-After", "\u00b2"),))
+    assert registration.next_attempt - engine.clock.seconds() == 5
+
+
 def test_wrong_password_goes_to_failed_auth_and_stays_quiet():
     """Refused credentials (a new challenge right after our answer): failed-auth,
     two REGISTERs per 5-minute wait, so at most a few a minute over an hour."""
