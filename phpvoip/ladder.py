@@ -33,6 +33,7 @@ from typing import Any, NamedTuple
 from zope.interface import implementer
 
 from phpvoip.callrecord import CallRecord
+from phpvoip.events import CallEvent
 from phpvoip.interfaces import ICallObserver
 from phpvoip.opsconfig import LadderSettings
 from phpvoip.pcap import Packet, PcapWriter
@@ -222,6 +223,8 @@ class Ladders:
     # -- the call events (ICallObserver) -------------------------------------------------------
 
     def call_event(self, event: Any) -> None:
+        if not isinstance(event, CallEvent):  # registrations and line states carry no call
+            return
         record = event.call
         ladder = self._calls.get(record.id)
         if ladder is None:

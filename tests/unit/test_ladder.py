@@ -17,6 +17,7 @@ from phpvoip.bridge import _note_call_ids
 from phpvoip.callrecord import CallRecord
 from phpvoip.config import CallSettings
 from phpvoip.engine import Engine
+from phpvoip.events import LineStateChanged
 from phpvoip.interfaces import ICallObserver
 from phpvoip.ladder import Ladders, call_id_of, render_ladder
 from phpvoip.opsconfig import LadderSettings
@@ -122,6 +123,14 @@ def test_ladders_observe_calls():
     switch = Switch()
     assert verifyObject(ICallObserver, switch.ladders)
     assert switch.transport.tap is switch.ladders
+
+
+def test_events_without_a_call_are_let_pass():
+    """Registration and line events share the stream but carry no call: the ladders
+    take no notice of them (they used to raise)."""
+    switch = Switch()
+    switch.ladders.call_event(LineStateChanged(0.0, "carrier", "registering", "registered"))
+    assert switch.ladders.kept_calls() == []
 
 
 def test_every_message_of_both_legs_is_kept_in_order():
