@@ -11,6 +11,7 @@ the rest of the grammar; tests/unit/test_headers.py checks that they agree.
 from __future__ import annotations
 
 import re
+from sys import intern
 
 from phpvoip.sip.errors import ParseError
 from phpvoip.sip.headers_grammar import (
@@ -170,14 +171,10 @@ def _name_addr_fast(m: re.Match[str]) -> NameAddr:
     quoted, tokens, utext, ptext = m.groups()
     value = NameAddr.__new__(NameAddr)
     value._uri = None
-    value._utext = utext
+    value._utext = intern(utext)  # the same few addresses call after call, held for the call
     value.display = quoted if quoted is not None else tokens
-    if ptext:
-        value._params = None
-        value._ptext = ptext
-    else:
-        value._params = {}
-        value._ptext = ""
+    value._params = None  # the dict is made when asked for (LazyParams)
+    value._ptext = ptext or ""
     return value
 
 
@@ -328,7 +325,7 @@ def _contact_list_general(value: str) -> list[NameAddr]:
         raise ParseError("Contact: * must be the only contact (§10.2.2)")
     contacts = _addr_list(value, False)
     for contact in contacts:
-        if contact._params == {}:
+        if (not contact._ptext) if contact._params is None else (not contact._params):
             continue
         params = contact.params
         q = params.get("q", "0")

@@ -180,12 +180,8 @@ def _via_fast(m: re.Match[str]) -> Via:
     via.transport = transport if transport.isupper() else transport.upper()
     via.host = host
     via.port = None if port is None else int(port)
-    if ptext:
-        via._params = None
-        via._ptext = ptext
-    else:
-        via._params = {}
-        via._ptext = ""
+    via._params = None  # the dict is made when asked for (LazyParams)
+    via._ptext = ptext or ""
     return via
 
 
