@@ -43,7 +43,6 @@ Exported (all names ``phpvoip_``; counters end in ``_total``; seconds)::
     phpvoip_gc_pause_seconds                         histogram of collector pauses
     phpvoip_gc_pause_max_seconds                     the longest so far
     phpvoip_gc_collections_total{generation}
-    phpvoip_gc_objects                               objects the collector tracks
     process_*                                        prometheus_client's
                                                      ProcessCollector (CPU, memory,
                                                      start time, open files)
@@ -97,7 +96,7 @@ from phpvoip.interfaces import ICallObserver
 from phpvoip.modules.channel import SipChannel
 from phpvoip.modules.line_state import LineState
 from phpvoip.opsconfig import MetricsSettings
-from phpvoip.stats import gc_objects, switch_stats
+from phpvoip.stats import switch_stats
 
 __all__ = ["SETUP_BUCKETS", "MetricsResource", "SwitchMetrics", "metrics_service"]
 
@@ -267,8 +266,6 @@ class SwitchMetrics:
                          PAUSE_BUCKETS, watch.buckets, watch.total)
         yield GaugeMetricFamily("phpvoip_gc_pause_max_seconds", "The longest garbage collection pause "
                                 "so far.", value=watch.worst)
-        yield GaugeMetricFamily("phpvoip_gc_objects", "Objects the garbage collector tracks (frozen "
-                                "ones included).", value=gc_objects())
         collections = CounterMetricFamily("phpvoip_gc_collections", "Garbage collections, by generation.",
                                           labels=["generation"])
         for generation, count in enumerate(watch.by_generation):

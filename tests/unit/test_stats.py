@@ -157,7 +157,6 @@ def test_switch_stats_reads_every_counter(tmp_path):
     service.transport._datagram(None, b"NOT SIP AT ALL\r\n\r\n", "127.0.0.1", 5999)
     service.engine.layer.message_received(request("OPTIONS"), UDP_PEER)
     stats = switch_stats(service)
-    assert stats.pop("gc_objects") > 1000  # this interpreter's own, at the least
     assert stats == {
         "calls": 0, "legs": 0, "dialogs": 0, "registrations": 0,
         "client_transactions": 0, "server_transactions": 1,
