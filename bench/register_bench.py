@@ -146,6 +146,71 @@ def stop_switch(switch: subprocess.Popen) -> None:
             switch.wait(5)
 
 
+KAMAILIO_CONFIG = ROOT / "tests" / "interop" / "kamailio" / "upstream.cfg"
+KAMAILIO_PASSWORD = "bench-secret"
+
+
+def kamailio_side_by_side(sipp: str, work: Path, args: argparse.Namespace, load: list[str]) -> None:
+    """The same SIPp load against Kamailio's registrar (usrloc in memory, one
+    password for every user: tests/interop/kamailio/upstream.cfg), for the figure
+    beside ours. Kamailio runs in the foreground with its own pid file and
+    directories (PEERS.md) and is stopped by its PID."""
+    binary = shutil.which("kamailio")
+    if binary is None:
+        print("  kamailio              not installed (apt-get install kamailio): no side-by-side figure")
+        return
+    directory = work / "kamailio"
+    (directory / "run").mkdir(parents=True)
+    inject = directory / "inject.csv"
+    with inject.open("w") as i:
+        i.write("SEQUENTIAL\n")
+        for n in range(args.users):
+            user = f"{100000 + n}"
+            i.write(f"{user};[authentication username={user} password={KAMAILIO_PASSWORD}]\n")
+    port = free_port()
+    log = (directory / "kamailio.log").open("wb")
+    process = subprocess.Popen(
+        [binary, "-DD", "-E", "-m", "256", "-M", "8", "-f", str(KAMAILIO_CONFIG),
+         "-l", f"udp:{LOOPBACK}:{port}", "-P", str(directory / "run" / "kamailio.pid"),
+         "-Y", str(directory / "run"), "-w", str(directory),
+         "-A", f'DOMAIN="{LOOPBACK}"', "-A", f'PASSWORD="{KAMAILIO_PASSWORD}"'],
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 15
+        while not options_answered(port):
+            if process.poll() is not None or time.monotonic() > deadline:
+                print("  kamailio              did not start:",
+                      (directory / "kamailio.log").read_text()[-500:])
+                return
+            time.sleep(0.2)
+        command = [
+            sipp, f"{LOOPBACK}:{port}", "-sf", str(SCENARIO), "-inf", str(inject),
+            "-i", LOOPBACK, "-p", str(free_port()), "-m", str(args.users), *load,
+            "-buff_size", "2097152", "-nostdin", "-trace_stat", "-stf", "kamailio.csv", "-fd", "1",
+            "-timeout", str(max(120, args.users // 100)), "-timeout_error",
+        ]  # fmt: skip
+        started = time.monotonic()
+        subprocess.run(command, cwd=directory, capture_output=True, text=True, timeout=3600)
+        wall = time.monotonic() - started
+        stats = sipp_stats(directory / "kamailio.csv")
+        ok = int(stats.get("SuccessfulCall(C)", 0))
+        failed = int(stats.get("FailedCall(C)", 0))
+        # SIPp's elapsed time comes in whole seconds here: over a run of a few
+        # seconds the wall time of the SIPp process is the closer figure.
+        print(f"  Kamailio, same load   {ok / wall:.0f} registrations/s, {ok} ok, {failed} failed "
+              f"(its registrar, usrloc in memory, {wall:.1f} s wall)")
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+        log.close()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--users", type=int, default=100_000, help="registrations (one user each)")
@@ -155,6 +220,8 @@ def main() -> int:
     parser.add_argument("--settle", type=float, default=40.0,
                         help="seconds to wait after the run for transactions to end before measuring memory")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--no-kamailio", dest="kamailio", action="store_false",
+                        help="skip the side-by-side run of Kamailio's registrar on the same SIPp load")
     args = parser.parse_args()
 
     sipp = shutil.which("sipp")
@@ -224,7 +291,8 @@ def main() -> int:
         print(f"  SIPp retransmissions  {retrans}")
         print(f"  elapsed (SIPp)        {elapsed:.1f} s  (wall {wall:.1f} s)")
         rate = ok / elapsed
-        print(f"  rate                  {rate:.0f} registrations/s ({2 * rate:.0f} transactions/s)")
+        print(f"  rate                  {rate:.0f} registrations/s ({2 * rate:.0f} transactions/s); "
+              f"{ok / wall:.0f}/s by the wall time of SIPp's run")
         print(f"  switch RSS before     {before / 1024:.1f} MiB (users loaded, no bindings)")
         print(f"  switch RSS peak       {peak / 1024:.1f} MiB (at the end of the run)")
         print(f"  switch RSS settled    {after / 1024:.1f} MiB after {args.settle:.0f} s: "
@@ -240,6 +308,8 @@ def main() -> int:
                   f" RSS {rss / 1024:.1f} MiB")
             per = (rss - before) * 1024 / max(count, 1)
             print(f"                        = {per:.0f} bytes per live binding over the empty switch")
+        if args.kamailio:
+            kamailio_side_by_side(sipp, work, args, load)
         good = run.returncode == 0 and failed == 0 and ok == args.users and rows in (None, args.users)
         good = good and (restarted is None or restarted[2] == args.users)
         if not good:
