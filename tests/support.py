@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+import random
 import shutil
 import signal
 import socket
@@ -35,18 +36,30 @@ def require_program(name: str) -> str:
     return path
 
 
+# Ports handed to tests come from below the kernel's ephemeral range (32768-60999
+# here), so that no socket bound to port 0 in the meantime (a peer's outgoing socket,
+# another free_port probe) can take one between the choice and its use: that race made
+# SIPp fail with "Address already in use" now and then under load.
+_TEST_PORTS = range(20000, 32768)
+_given: set[int] = set()
+
+
 def free_port() -> int:
-    """A port free for both UDP and TCP on loopback right now."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind((LOOPBACK, 0))
-            port = tcp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind((LOOPBACK, port))
-                except OSError:
-                    continue
-                return port
+    """A port free for both UDP and TCP on loopback right now, not handed out before
+    in this process, and outside the ephemeral range."""
+    for _ in range(200):
+        port = random.choice(_TEST_PORTS)
+        if port in _given:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp, \
+                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            try:
+                tcp.bind((LOOPBACK, port))
+                udp.bind((LOOPBACK, port))
+            except OSError:
+                continue
+        _given.add(port)
+        return port
     raise RuntimeError("no free port found")
 
 
