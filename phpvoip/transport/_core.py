@@ -288,7 +288,7 @@ class SipTransport:
         decision = self.receiver.receive(data, source)
         tap = self.tap
         if tap is not None:
-            tap.received(decision, data, getattr(protocol, "local", None), source)
+            tap.received(decision, data, protocol.local, source)
         if isinstance(decision, Message):
             # `_deliver`, inlined: this is the hot path.
             sink = self.sink

@@ -23,6 +23,7 @@ from phpvoip.events import (
 from phpvoip.interfaces import ICallObserver
 from phpvoip.metrics import MetricsResource, SwitchMetrics, build_registry, outcome_label, status_class
 from phpvoip.service import build_service
+from phpvoip.transport._udp import SipDatagramProtocol
 from tests.unit.transaction_fakes import UDP_PEER, request
 
 CONFIG = """\
@@ -173,7 +174,7 @@ def test_live_counters_uptime_gc_and_build_info(tmp_path):
     service.reactor.advance(90)
     service.engine.layer.message_received(request("OPTIONS"), UDP_PEER)
     service.engine.layer.message_received(request("OPTIONS"), UDP_PEER)  # a retransmission
-    service.transport._datagram(None, b"garbage\r\n\r\n", "127.0.0.1", 5999)
+    service.transport._datagram(SipDatagramProtocol(service.transport), b"garbage\r\n\r\n", "127.0.0.1", 5999)
     service.gc_watch.record(0.003, 0)
     service.gc_watch.record(0.2, 2)
     samples = scrape(registry)

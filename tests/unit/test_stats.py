@@ -12,6 +12,7 @@ from phpvoip.gcwatch import PAUSE_BUCKETS, GcWatch
 from phpvoip.service import build_service
 from phpvoip.sip.timers import Timers
 from phpvoip.stats import switch_stats
+from phpvoip.transport._udp import SipDatagramProtocol
 from tests.unit.transaction_fakes import UDP_PEER, Responses, advance, answer, make_layer, request
 
 CONFIG = """\
@@ -154,7 +155,8 @@ def test_switch_stats_reads_every_counter(tmp_path):
     service = built(tmp_path)
     service.reactor.advance(42)
     service.gc_watch.record(0.004, 1)
-    service.transport._datagram(None, b"NOT SIP AT ALL\r\n\r\n", "127.0.0.1", 5999)
+    socket = SipDatagramProtocol(service.transport)
+    service.transport._datagram(socket, b"NOT SIP AT ALL\r\n\r\n", "127.0.0.1", 5999)
     service.engine.layer.message_received(request("OPTIONS"), UDP_PEER)
     stats = switch_stats(service)
     assert stats == {
