@@ -29,6 +29,9 @@ __all__ = [
     "IEngine",
     "ILegHost",
     "ILocationStore",
+    "IMediaEngine",
+    "IMediaSession",
+    "MediaUnavailable",
     "IModule",
     "IModuleType",
     "IRouter",
@@ -465,3 +468,58 @@ class ILocationStore(Interface):
 
     def delete_user(username):
         """Remove a user (no error when there is none)."""
+
+
+class MediaUnavailable(Exception):
+    """The media engine cannot take a new call now (port range exhausted, rtpengine
+    not answering): the call is refused with 503 and a log line."""
+
+
+class IMediaSession(Interface):
+    """The media of one call as the media engine sees it: one side per leg.
+
+    Sides are named by the bridge (any short strings, e.g. ``"a"`` and ``"b"``, and a
+    new name when a transfer brings in a third party). An SDP offer or answer made by
+    one side's party is handed to `offer` or `answer` before it is sent to the other
+    side's party; what comes back is the SDP to send instead (the relay's own address
+    and ports for that side). Both return Deferreds because an external engine is
+    asked over the network; the in-process relay fires them at once."""
+
+    def offer(from_side, to_side, sdp):
+        """Fire with `sdp` (bytes, made by `from_side`'s party) rewritten for
+        `to_side`'s party. Errback with `MediaUnavailable` when no ports are left
+        or the engine does not answer, and with ValueError for SDP it cannot use."""
+
+    def answer(from_side, to_side, sdp):
+        """Fire with the answer `sdp` (made by `from_side`'s party to an offer
+        from `to_side`'s) rewritten for `to_side`'s party. From now on media flows
+        between the two sides."""
+
+    def counters():
+        """A dict of figures by direction, e.g. ``{"a>b": {"packets": 1, "bytes":
+        160, "lost": 0, "jitter_ms": 0.0}, ...}``: what the engine measured."""
+
+    def close():
+        """Release the ports (or delete the call on the engine). Idempotent; returns
+        a Deferred that fires when done (errors are logged, never raised)."""
+
+
+class IMediaEngine(Interface):
+    """Where calls get their media handled: in-process relay or rtpengine.
+
+    The bridge opens one session per call whose SDP it carries."""
+
+    name = Attribute("The media mode: 'relay' or 'rtpengine'.")
+
+    def start():
+        """Fire when ready; errback (with a message naming what failed) when the
+        engine cannot be used, which stops the switch before it binds SIP."""
+
+    def session(call_id, on_timeout):
+        """Return a new `IMediaSession` for the call `call_id` (a string unique in
+        this process). `on_timeout()` is called once if the call has had no media
+        for the configured `rtp_timeout`. Raise `MediaUnavailable` when a new call
+        cannot be taken."""
+
+    def stop():
+        """Close every session and release the ports; returns a Deferred."""
