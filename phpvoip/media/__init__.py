@@ -1,0 +1,1 @@
+"""Media: RTP relay, rtpengine control and the application endpoint."""
