@@ -118,7 +118,9 @@ def answer_offer(offer: SessionDescription, supported: Sequence[Codec], address:
     with the offer's fmtp, echoes its ptime, and answers its direction by
     answer_direction(offered, `direction` or sendrecv). Every other stream (other media,
     other transport, no common codec, port 0, no port left) is declined with port 0.
-    Raise NotAcceptable if none is accepted. A later answer in the same session passes
+    Raise NotAcceptable if streams were offered live and none is accepted. An offer with
+    no live stream (none at all, or all at port 0: RFC 3264 §5, §8.2) is not refused:
+    it is answered in kind, with no live stream either. A later answer in the same session passes
     the same `session_id` and a higher `version`."""
     local = direction or "sendrecv"
     _check_direction(local)
@@ -126,9 +128,8 @@ def answer_offer(offer: SessionDescription, supported: Sequence[Codec], address:
     media: list[Media] = []
     reasons: list[str] = []
     for m in offer.media:
-        if m.port == 0:
+        if m.port == 0:  # declined by the offerer itself: nothing for us to refuse
             media.append(_rejected(m))
-            reasons.append("every stream declined (port 0)")
             continue
         if m.kind != "audio":
             reasons.append(f"no audio stream (offered {m.kind})")
@@ -145,11 +146,11 @@ def answer_offer(offer: SessionDescription, supported: Sequence[Codec], address:
                 media.append(_audio(free.pop(0), codecs, m.ptime, answer_direction(m.direction, local)))
                 continue
         media.append(_rejected(m))
-    if not any(m.port for m in media):
+    if reasons and not any(m.port for m in media):
         # The most telling reason: a codec mismatch beats a transport, beats a media kind.
-        order = ("no common codec", "unsupported transport", "no port left", "no audio", "every stream")
+        order = ("no common codec", "unsupported transport", "no port left", "no audio")
         reasons.sort(key=lambda r: next(i for i, p in enumerate(order) if r.startswith(p)))
-        raise NotAcceptable(reasons[0] if reasons else "no media stream offered")
+        raise NotAcceptable(reasons[0])
     return SessionDescription(_origin(username, session_id, version, address), media)
 
 
