@@ -400,6 +400,13 @@ def _family(address: str) -> str:
     return "IP6" if ":" in address else "IP4"
 
 
+def _inet(address: str) -> str:
+    """``IN IP4 <address>`` or ``IN IP6 <address>`` for c=, o= and a=rtcp (a URI host's
+    brackets removed: SDP writes IPv6 addresses bare)."""
+    bare = address.strip("[]")
+    return f"IN {_family(bare)} {bare}"
+
+
 # -- rewriting a description ------------------------------------------------------------
 
 
@@ -409,7 +416,7 @@ def rewrite_media(sdp: SessionDescription, address: str, ports: Sequence[int | N
     stream's port 0 is kept), a=rtcp set to that port + 1 at `address` (dropped for a
     rejected stream), ICE lines removed (the relay is the only candidate). Every other
     line is kept as it was."""
-    connection = f"c=IN {_family(address)} {address}"
+    connection = "c=" + _inet(address)
     session = [connection if line.startswith("c=") else line
                for line in sdp.session if not line.startswith(_ICE)]
     media = []
@@ -425,7 +432,7 @@ def rewrite_media(sdp: SessionDescription, address: str, ports: Sequence[int | N
             elif line.startswith("a=rtcp:"):
                 if port == 0:
                     continue
-                line = f"a=rtcp:{port + 1} IN {_family(address)} {address}"
+                line = f"a=rtcp:{port + 1} {_inet(address)}"
             lines.append(line)
         copied = m.copy(lines)
         copied.port = port

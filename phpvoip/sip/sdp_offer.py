@@ -16,7 +16,7 @@ from phpvoip.sip.sdp import (
     Media,
     SessionDescription,
     _check_direction,
-    _family,
+    _inet,
     answer_direction,
 )
 
@@ -59,14 +59,8 @@ class Negotiated:
 def _origin(username: str, session_id: int | None, version: int, address: str) -> list[str]:
     if session_id is None:
         session_id = secrets.randbelow(2**31)  # RFC 4566 §5.2 only asks for uniqueness
-    family = _family(address)
-    return [
-        "v=0",
-        f"o={username} {session_id} {version} IN {family} {address}",
-        f"s={username}",
-        f"c=IN {family} {address}",
-        "t=0 0",
-    ]
+    return ["v=0", f"o={username} {session_id} {version} {_inet(address)}", f"s={username}",
+            f"c={_inet(address)}", "t=0 0"]
 
 
 def _audio(port: int, codecs: Sequence[Codec], ptime: int | None, direction: str) -> Media:

@@ -51,7 +51,13 @@ BARESIP = body(
     "a=candidate:1 1 UDP 2113937151 127.0.0.1 10000 typ host",
     "a=end-of-candidates", "a=ptime:20", "a=sendrecv", "a=label:1", "a=ssrc:3405927744 cname:a@b",
 )
-SIPP = body(
+BARESIP_CAPTURED = body(  # what baresip 1.0.0 sent here (g711 module only), byte for byte
+    "v=0", "o=- 2703820288 78863432 IN IP4 127.0.0.1", "s=-", "c=IN IP4 127.0.0.1", "t=0 0",
+    "a=tool:baresip 1.0.0", "m=audio 3066 RTP/AVP 0 8 101", "a=rtpmap:0 PCMU/8000", "a=rtpmap:8 PCMA/8000",
+    "a=rtpmap:101 telephone-event/8000", "a=fmtp:101 0-15", "a=sendrecv", "a=label:1", "a=rtcp-rsize",
+    "a=ssrc:2313290272 cname:sip:probe@127.0.0.1:46071", "a=minptime:20", "a=ptime:20",
+)
+SIPP = body(  # sipp -sn uac, as captured
     "v=0", "o=user1 53655765 2353687637 IN IP4 127.0.0.1", "s=-", "c=IN IP4 127.0.0.1", "t=0 0",
     "m=audio 6000 RTP/AVP 0", "a=rtpmap:0 PCMU/8000",
 )
@@ -61,7 +67,8 @@ AUDIO_VIDEO_V6 = body(
     "m=video 51372 RTP/AVP 31 32", "c=IN IP6 2001:db8::2", "a=rtpmap:31 H261/90000",
     "m=audio 0 RTP/AVP 0",
 )
-REAL = {"linphone": LINPHONE, "baresip": BARESIP, "sipp": SIPP, "audio_video_v6": AUDIO_VIDEO_V6}
+REAL = {"linphone": LINPHONE, "baresip": BARESIP, "baresip_captured": BARESIP_CAPTURED, "sipp": SIPP,
+        "audio_video_v6": AUDIO_VIDEO_V6}
 
 
 @pytest.mark.parametrize("name", sorted(REAL))
@@ -157,6 +164,9 @@ ANSWERS = [
     ("baresip: offerer's order and its pt 96 for telephone-event", BARESIP, OURS, [20000], body(
         *ANSWER_HEAD, "m=audio 20000 RTP/AVP 8 0 96", "a=rtpmap:8 PCMA/8000", "a=rtpmap:0 PCMU/8000",
         "a=rtpmap:96 telephone-event/8000", "a=fmtp:96 0-15", "a=ptime:20", "a=sendrecv")),
+    ("baresip, as captured", BARESIP_CAPTURED, OURS, [20000], body(
+        *ANSWER_HEAD, "m=audio 20000 RTP/AVP 0 8 101", "a=rtpmap:0 PCMU/8000", "a=rtpmap:8 PCMA/8000",
+        "a=rtpmap:101 telephone-event/8000", "a=fmtp:101 0-15", "a=ptime:20", "a=sendrecv")),
     ("sipp", SIPP, OURS, [20000], body(
         *ANSWER_HEAD, "m=audio 20000 RTP/AVP 0", "a=rtpmap:0 PCMU/8000", "a=sendrecv")),
     ("audio+video+rejected", AUDIO_VIDEO_V6, OURS, [20000, 20002], body(
@@ -334,10 +344,10 @@ def test_rewrite_media_for_a_relay() -> None:
 
 
 def test_rewrite_media_ipv6_port_zero_and_none() -> None:
-    """IPv6 address in every c=; None keeps a port; a port for a rejected stream is ignored;
-    the original is not modified."""
+    """IPv6 address (a URI host's brackets removed) in every c=; None keeps a port; a port
+    for a rejected stream is ignored; the original is not modified."""
     original = parse_sdp(AUDIO_VIDEO_V6)
-    rewritten = rewrite_media(original, "fd00::7", [None, 40000, 40002])
+    rewritten = rewrite_media(original, "[fd00::7]", [None, 40000, 40002])
     assert bytes(rewritten) == body(
         "v=0", "o=bob 1 1 IN IP6 ::1", "s=-", "t=0 0", "a=sendonly",
         "m=audio 49170/2 RTP/AVP 8", "c=IN IP6 fd00::7", "b=TIAS:64000", "a=recvonly",
