@@ -229,6 +229,38 @@ async def test_call_through_rtpengine(reactor, daemons, ends):
 
 
 @pytest_twisted.ensureDeferred
+async def test_delayed_offer_and_a_third_side(reactor, daemons, ends):
+    """Delayed offer (the callee offers in its 200, the caller answers in the ACK), then the
+    caller re-offers to a new side (a transfer): media flows each time."""
+    daemon = daemons()
+    engine = RtpengineEngine(reactor, ng=daemon.ng, timeout=0.5, retries=2, rtp_timeout=0)
+    await engine.start()
+    a, b = ends
+    c = RtpEnd()
+    c_port = reactor.listenUDP(0, c, interface=LOOPBACK)
+    session = engine.session("delayed", lambda: None)
+    try:
+        to_a = media_port(await session.offer("b", "a", sdp(local_port(b))))
+        to_b = media_port(await session.answer("a", "b", sdp(local_port(a))))
+        a.send(to_a, 4, ssrc=0x5151)
+        b.send(to_b, 4, ssrc=0x5252)
+        assert await wait_for(reactor, lambda: len(a.received) == 4 and len(b.received) == 4)
+
+        to_c = media_port(await session.offer("a", "c", sdp(local_port(a), version=2)))
+        to_a = media_port(await session.answer("c", "a", sdp(local_port(c), version=2)))
+        a.send(to_a, 3, ssrc=0x5151, first_seq=4)
+        c.send(to_c, 3, ssrc=0x5353)
+        assert await wait_for(reactor, lambda: len(c.received) == 3 and len(a.received) == 7)
+        assert len(b.received) == 4
+        counters = await session.refresh()
+        assert counters["c>a"]["packets"] == 3
+    finally:
+        await session.close()
+        c_port.stopListening()
+        await engine.stop()
+
+
+@pytest_twisted.ensureDeferred
 async def test_start_fails_when_nothing_answers(reactor):
     """Nothing at the ng address: start() fails with a message naming it."""
     port = free_port()
