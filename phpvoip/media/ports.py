@@ -70,6 +70,7 @@ class PortPool:
         self._free: deque[int] = deque(range(low, high, 2))  # RTP ports; high may be odd or even
         self.size = len(self._free)
         self.in_use = 0  # pairs handed out and not yet closed
+        self.bound: set[int] = set()  # RTP ports of the pairs handed out
         self.refused = 0  # acquire() calls that found no pair
         self._warned = False
 
@@ -95,6 +96,7 @@ class PortPool:
                 self._after_close([rtp], port)
                 continue
             self.in_use += 1
+            self.bound.add(port)
             self._warned = False
             return PortPair(port, rtp, rtcp)
         raise self.refuse()
@@ -114,6 +116,7 @@ class PortPool:
         """Close `pair`; it goes back to the pool once both sockets are closed
         (the returned Deferred fires then)."""
         self.in_use -= 1
+        self.bound.discard(pair.port)
         return self._after_close([pair.rtp, pair.rtcp], pair.port)
 
     def _after_close(self, listening: list[Any], port: int) -> defer.Deferred:

@@ -274,6 +274,7 @@ class RelaySession:
             raise ValueError(f"a side cannot send SDP to itself ({from_side!r})")
         sdp = parse_sdp(body)
         declared = _declare(sdp)
+        self._engine._check_loop(declared)
         self._ensure_pairs(from_side, to_side, declared)
         self._note(from_side, declared, sdp.media)
         if answer:
@@ -467,6 +468,14 @@ class RelayEngine:
     def _release(self, pair: PortPair) -> defer.Deferred:
         assert self.pool is not None
         return self.pool.release(pair)
+
+    def _check_loop(self, declared: list[_Declared]) -> None:
+        """Refuse SDP that names one of our own ports (SDP we rewrote, handed back
+        to us): forwarding there would send the relay's packets to itself."""
+        assert self.pool is not None
+        for d in declared:
+            if d.rtp is not None and d.rtp[0] == self.address and d.rtp[1] in self.pool.bound:
+                raise ValueError(f"SDP names the relay's own port {d.rtp[1]}: rewritten SDP given back")
 
     def _forget(self, session: RelaySession) -> None:
         if self.sessions.get(session.call_id) is session:

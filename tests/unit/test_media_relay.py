@@ -511,3 +511,28 @@ def test_rtcp_multiplexed_on_the_rtp_port_passes_uncounted_as_rtp(engine, reacto
     assert len(reactor.sent(port_b)) == 2
     figures = session.counters()["a>b"]
     assert (figures["packets"], figures["rtcp_packets"], figures["lost"]) == (1, 1, 0)
+
+
+def test_delayed_offer_and_callee_reinvite(engine, reactor):
+    """INVITE without SDP: Bob offers in the 200, Alice answers in the ACK; later Bob
+    re-INVITEs. Media flows after each answer, whoever made it."""
+    session = engine.session("c1", lambda: None)
+    to_alice = result(session.offer("b", "a", sdp(BOB, 5000)))
+    assert ports_of(to_alice)[1] == [session.ports("a")[0]]
+    to_bob = result(session.answer("a", "b", sdp(ALICE, 4000)))
+    assert ports_of(to_bob)[1] == [session.ports("b")[0]]
+    reactor.deliver(session.ports("a")[0], rtp(1), (ALICE, 4000))
+    assert reactor.sent(session.ports("b")[0]) == [(rtp(1), (BOB, 5000))]
+    result(session.offer("b", "a", sdp(BOB, 5000, direction="sendonly")))
+    result(session.answer("a", "b", sdp(ALICE, 4000, direction="recvonly")))
+    reactor.deliver(session.ports("b")[0], rtp(1), (BOB, 5000))
+    assert reactor.sent(session.ports("a")[0]) == [(rtp(1), (ALICE, 4000))]
+    assert set(session.counters()) == {"a>b", "b>a"}
+
+
+def test_rewritten_sdp_given_back_is_refused(engine):
+    """SDP naming one of the relay's own ports would make it forward to itself: ValueError."""
+    session = engine.session("c1", lambda: None)
+    to_bob = result(session.offer("a", "b", sdp(ALICE, 4000)))
+    with pytest.raises(ValueError, match="own port"):
+        result(session.answer("b", "a", to_bob))
