@@ -114,8 +114,8 @@ def answer_offer(offer: SessionDescription, supported: Sequence[Codec], address:
     other transport, no common codec, port 0, no port left) is declined with port 0.
     Raise NotAcceptable if streams were offered live and none is accepted. An offer with
     no live stream (none at all, or all at port 0: RFC 3264 §5, §8.2) is not refused:
-    it is answered in kind, with no live stream either. A later answer in the same session passes
-    the same `session_id` and a higher `version`."""
+    it is answered in kind, with no live stream either. A later answer in the same
+    session passes the same `session_id` and a higher `version`."""
     local = direction or "sendrecv"
     _check_direction(local)
     free = list(ports)
@@ -132,7 +132,8 @@ def answer_offer(offer: SessionDescription, supported: Sequence[Codec], address:
         else:
             codecs = _common(m, supported)
             if not codecs:
-                offered = ", ".join(f"{c.name}/{c.clock_rate}" for c in m.rtpmap.values()) or "none known"
+                known = [f"{c.name}/{c.clock_rate}" for c in m.rtpmap.values()]
+                offered = ", ".join(known[:6]) + (", ..." if len(known) > 6 else "") or "none known"
                 reasons.append(f"no common codec (offered {offered})")
             elif not free:
                 reasons.append("no port left for the audio stream")

@@ -210,6 +210,8 @@ NOT_ACCEPTABLE = [
     (body(*BASE, "m=audio 4000 RTP/AVP 18", "a=rtpmap:18 G729/8000"), "no common codec (offered G729/8000)"),
     (body(*BASE, "m=audio 4000 RTP/AVP 101", "a=rtpmap:101 telephone-event/8000"), "no common codec"),
     (body(*BASE, "m=audio 4000 RTP/AVP 96"), "no common codec (offered none known)"),
+    (body(*BASE, "m=audio 4000 RTP/AVP 3 4 5 7 9 12 15 18"),
+     "no common codec (offered GSM/8000, G723/8000, DVI4/8000, LPC/8000, G722/8000, QCELP/8000, ...)"),
     (body(*BASE, "m=audio 4000 UDP/TLS/RTP/SAVPF 0"), "unsupported transport UDP/TLS/RTP/SAVPF"),
     (body(*BASE, "m=video 4000 RTP/AVP 31"), "no audio stream (offered video)"),
     (body(*BASE, "m=video 4000 RTP/AVP 31", "m=audio 4002 RTP/AVP 18"), "no common codec"),
