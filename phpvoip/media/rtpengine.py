@@ -260,6 +260,8 @@ class RtpengineSession:
         if failure.check(NgTimeout):
             raise MediaUnavailable(f"rtpengine at {self.engine.ng} did not answer {command}")
         if failure.check(NgError):
+            if "out of ports" in failure.value.reason.lower():  # rtpengine: "Ran out of ports"
+                raise MediaUnavailable(f"rtpengine at {self.engine.ng}: {failure.value.reason}")
             raise ValueError(failure.value.reason)
         return failure
 

@@ -152,6 +152,9 @@ def test_offer_and_answer_carry_the_tags_and_flags_and_map_errors():
     assert (answer["from-tag"], answer["to-tag"], answer["sdp"]) == (b"a", b"b", b"ANSWER")
     assert got[0] == b"REWRITTEN"
     assert got[1].check(ValueError) and str(got[1].value) == "Unknown call-id"
+    session.offer("a", "b", b"OFFER").addBoth(got.append)
+    reactor.answer("offer", {"result": "error", "error-reason": "Ran out of ports"})
+    assert got[2].check(MediaUnavailable)
 
 
 def answered(engine: RtpengineEngine, reactor: Reactor, call_id: str, timeouts: list) -> Any:
