@@ -312,14 +312,18 @@ class RtpEndpoint:
         self._player = _Player(pcm, loop, stop_on_dtmf)
         return self._player.deferred
 
-    def stop_playing(self, result: str | None = None) -> None:
+    def stop_playing(self) -> None:
         """Stop the playback (its Deferred fires with None); nothing if none."""
+        self._end_playback(None)
+
+    def _end_playback(self, result: str | None) -> None:
         player, self._player = self._player, None
         if player is not None:
             player.deferred.callback(result)
 
     @property
     def playing(self) -> bool:
+        """Whether a play() is under way (a loop plays until stopped)."""
         return self._player is not None
 
     def record(self, path: str | os.PathLike[str]) -> None:
@@ -431,7 +435,7 @@ class RtpEndpoint:
         self.digits_in += 1
         player = self._player
         if player is not None and player.stop_on_dtmf:
-            self.stop_playing(digit)
+            self._end_playback(digit)
         if self.on_dtmf is not None:
             self.on_dtmf(digit, duration_ms)
 

@@ -142,6 +142,7 @@ class WavWriter:
 
     @property
     def closed(self) -> bool:
+        """Whether close() has run (writing then is an error)."""
         return self._wave is None
 
     def close(self) -> None:
