@@ -244,7 +244,7 @@ class OutboundLeg(SipLeg):
         self, host: ILegHost, template: Request, destination: Address, credentials: Any = None
     ) -> None:
         super().__init__(host)
-        self.template: Request | None = template  # None once the leg has ended
+        self.template: Request | None = template  # None once the leg is answered or has ended
         self.destination = destination
         self.credentials = credentials
         self.local_party = template.from_.copy()
@@ -360,6 +360,7 @@ class OutboundLeg(SipLeg):
         self._adopt(dialog, early=False)
         self.dialog = dialog
         self.state = S.ESTABLISHED
+        self.template = None  # answered: no INVITE is built from it again (memory per held call)
         self.remote_party = response.to.copy()
         self.remote_sdp = sdp_of(response)
         self.peer_allow = response.get("Allow") or self.peer_allow

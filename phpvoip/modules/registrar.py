@@ -498,10 +498,6 @@ class Registrar:
             self._save(binding)
             self.engine.events.publish(Registered(now, self.name, aor, binding.contact, expires, source,
                                                   existing is not None))
-            log.debug(
-                "registrar {name}: {aor} at {contact} for {expires}s from {source}",
-                name=self.name, aor=aor, contact=binding.contact, expires=expires, source=str(source),
-            )  # fmt: skip
 
     def _user_agent(self, text: str | None) -> str | None:
         """One string per distinct User-Agent (phones of a kind share it), from a
@@ -538,7 +534,7 @@ class Registrar:
             if binding.q is not None:
                 params["q"] = _q_text(binding.q)
             response.add("Contact", NameAddr(parse_uri(binding.contact), None, params))
-        response.add("Date", email.utils.formatdate(now, usegmt=True))
+        response.add("Date", _http_date(now))
         return response
 
     # -- bindings and the store ---------------------------------------------------------------
@@ -662,3 +658,16 @@ def _q_text(q: float) -> str:
     """A qvalue as §25.1 writes it: at most three decimals."""
     text = f"{q:.3f}".rstrip("0").rstrip(".")
     return text if text else "0"
+
+
+_date_cache: tuple[int, str] = (-1, "")
+
+
+def _http_date(now: float) -> str:
+    """The Date header for `now`, made once per second (a busy registrar sends
+    thousands of 200s a second, and formatdate is not free)."""
+    global _date_cache
+    second = int(now)
+    if _date_cache[0] != second:
+        _date_cache = (second, email.utils.formatdate(second, usegmt=True))
+    return _date_cache[1]

@@ -333,6 +333,8 @@ class DigestServer:
         challenge was bound to (or None), `body` the request body (for auth-int).
         """
         result = self._verify(credentials, method, ha1_lookup, source, body)
+        if result.outcome is Outcome.OK:
+            return result  # the common case, logged by whoever acts on it
         _log.debug(
             "digest {outcome} for {username!r} in {realm!r}: {reason}",
             outcome=result.outcome.value,
