@@ -18,3 +18,7 @@ robot = ModuleType(
     "robot", "a terminal application that answers and places calls by itself",
     "phpvoip.apps.robot", "Robot",
 )
+echo = ModuleType(
+    "echo", "a terminal application that plays callers back what they say",
+    "phpvoip.apps.echo", "Echo",
+)

@@ -17,13 +17,14 @@ from phpvoip.interfaces import IModule, IModuleType
 from phpvoip.moduletypes import find_module_types
 
 PACKAGE = Path(phpvoip.plugins.__file__).parent.parent
-BUILTIN = {"registrar", "channel", "trunk", "robot"}
+BUILTIN = {"registrar", "channel", "trunk", "robot", "echo"}
 # The smallest valid section of each built-in type.
 MINIMAL = {
     "registrar": "{type: registrar, users: {'1001': {password: x}}}",
     "channel": "{type: channel, user: '2005@carrier', password: x, server: '127.0.0.1:5070'}",
     "trunk": "{type: trunk, address: '127.0.0.1:5080'}",
     "robot": "{type: robot, number: '9000'}",
+    "echo": "{type: echo, number: '9196'}",
 }
 
 PLUGIN = '''
