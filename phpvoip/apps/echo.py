@@ -13,7 +13,6 @@ local leg does not hand the application the answer an ACK carries.
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,25 +29,12 @@ from phpvoip.sip.message import Request
 from phpvoip.sip.sdp import SdpError
 from phpvoip.sip.sdp_offer import NotAcceptable
 
-__all__ = ["Echo", "EchoSettings", "parse_settings", "shared_pacer"]
+__all__ = ["Echo", "EchoSettings", "parse_settings"]
 
 log = Logger()
 
 SDP = "application/sdp"
 DELAYED_OFFER = "Delayed offer not supported by echo"
-
-# One 20 ms clock for every endpoint of a process (per reactor, so tests with their
-# own Clock get their own): a single timer drives all streams.
-_pacers: weakref.WeakKeyDictionary[Any, Pacer] = weakref.WeakKeyDictionary()
-
-
-def shared_pacer(reactor: Any) -> Pacer:
-    """The process's Pacer on `reactor`, made on first use."""
-    pacer = _pacers.get(reactor)
-    if pacer is None:
-        pacer = _pacers[reactor] = Pacer(reactor)
-    return pacer
-
 
 @dataclass(frozen=True)
 class EchoSettings:
@@ -123,7 +109,7 @@ class _EchoCall:
             return
         try:
             endpoint = RtpEndpoint(self.echo.reactor, settings.address, settings.ports,
-                                   pacer=shared_pacer(self.echo.reactor), send_silence=False)
+                                   pacer=self.echo.pacer, send_silence=False)
         except MediaUnavailable as e:
             log.warn("echo {name}: call {callID} refused: {reason}", name=self.echo.name,
                      callID=self.call_id, reason=str(e))
@@ -223,21 +209,27 @@ class Echo:
     """Answers calls to `number` and sends back what it hears, for `max_duration` s.
 
     `reactor` (IReactorUDP and IReactorTime) defaults to the engine's clock, which
-    is the reactor in a running switch; tests pass a fake."""
+    is the reactor in a running switch; tests pass a fake. `pacer` is the 20 ms
+    clock all its calls send on (one timer for every stream); pass the process's
+    shared one, else the echo makes its own at start."""
 
-    def __init__(self, name: str, settings: EchoSettings, reactor: Any = None) -> None:
+    def __init__(self, name: str, settings: EchoSettings, reactor: Any = None,
+                 pacer: Pacer | None = None) -> None:
         self.name = name
         self.settings = settings
         self.number = settings.number
         self.weight = settings.weight
         self.engine: Any = None
         self.reactor: Any = reactor
+        self.pacer = pacer
         self.calls: set[_EchoCall] = set()
 
     def start(self, engine: Any) -> None:
         self.engine = engine
         if self.reactor is None:
             self.reactor = engine.clock
+        if self.pacer is None:
+            self.pacer = Pacer(self.reactor)
 
     def stop(self) -> None:
         """Nothing runs between calls; calls in progress end by themselves (or the

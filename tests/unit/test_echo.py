@@ -10,7 +10,7 @@ import pytest
 from twisted.logger import LogLevel, globalLogPublisher
 from zope.interface.verify import verifyObject
 
-from phpvoip.apps.echo import DELAYED_OFFER, Echo, EchoSettings, parse_settings, shared_pacer
+from phpvoip.apps.echo import DELAYED_OFFER, Echo, EchoSettings, parse_settings
 from phpvoip.config import CallSettings, ConfigError, Section
 from phpvoip.engine import Engine
 from phpvoip.interfaces import IApplication, IModule
@@ -154,7 +154,7 @@ def test_caller_bye_closes_the_endpoint():
     engine, transport, reactor, echo, ok, port = answered_call(max_duration=5)
     reactor.advance(1)
     deliver(engine, caller_request("BYE", ok, 2, "z9hG4bKbye"))
-    assert not port.listening and not echo.calls and len(shared_pacer(reactor)) == 0
+    assert not port.listening and not echo.calls and len(echo.pacer) == 0
     transport.take()
     reactor.advance(10)
     assert requests(transport.take(), PHONE) == []
@@ -217,3 +217,15 @@ def test_reinvite_with_unusable_sdp_is_488_and_the_call_goes_on():
     deliver(engine, in_dialog("INVITE", ok, 2, offer_sdp(formats="18"), "application/sdp"))
     finals = [r.status for r in responses(transport.take(), PHONE) if r.status >= 200]
     assert finals == [488] and echo.calls and port.listening
+
+
+def test_calls_share_one_pacer():
+    """Two calls send on the echo's one Pacer (one timer for every stream), not one each."""
+    engine, transport, reactor, echo = make_echo()
+    for _ in range(2):
+        deliver(engine, invite(to_user="9196", body=offer_sdp()))
+    reactor.advance(0)
+    assert [r.status for r in responses(transport.take(), PHONE) if r.status == 200] == [200, 200]
+    assert len(echo.pacer) == 2 and len(reactor.ports) == 2
+    pacer_timers = [c for c in reactor.getDelayedCalls() if c.func == echo.pacer._fire]
+    assert len(pacer_timers) == 1
