@@ -21,8 +21,16 @@ the new media differs from what it had (same origin, next version: RFC 3264 §8)
 Until the new leg answers the call stays as it was, so a failed transfer leaves the
 parties talking.
 
-Every SDP that crosses from one leg to another passes through `_carry_sdp`, the one
-place where a media relay will rewrite it.
+Every SDP that crosses from one leg to another passes through `_cross`. Without a
+media engine (``media: direct``) it is handed on at once, unchanged but for the
+origin a re-bridged party must keep seeing. With one, the call has a media session
+whose sides are its legs ("a" the caller, "b" the callee, "c", "d"... legs joined
+by re-bridges); each crossing is an offer or answer handed to the engine, and what
+the leg does next (dial, progress, answer, relay a request or its reply, re-INVITE
+the kept party) runs when the engine's Deferred fires. Crossings run one after the
+other in the order the legs reported them; one that completes after the call ended
+does nothing. An engine that refuses (no ports, rtpengine down, unusable SDP) makes
+the call fail before answer (503, 400 or 488) or the re-INVITE fail after it.
 """
 
 from __future__ import annotations
@@ -33,12 +41,14 @@ from typing import Any
 
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from phpvoip.callrecord import CallRecord
 from phpvoip.events import CallAnswered, CallEvents, CallRinging, CallTransferred
-from phpvoip.interfaces import Cause, ICallLeg, ICallLegListener, LegReply, LegState
-from phpvoip.sip.sdp import continue_origin, same_media, with_direction
+from phpvoip.interfaces import Cause, ICallLeg, ICallLegListener, LegReply, LegState, MediaUnavailable
+from phpvoip.sip.sdp import SdpError, continue_origin, same_media, with_direction
+from phpvoip.sip.sdp_offer import NotAcceptable
 from phpvoip.statemachine import StateMachine
 
 __all__ = ["Bridge", "BridgeState", "CallRecord", "RebridgeFailed", "failure_for_caller"]
@@ -47,6 +57,26 @@ log = Logger()
 
 SDP = "application/sdp"
 TRANSFERRED = Cause(None, "Call transferred", "local")
+# RFC 3326: what the legs of a call ended for lack of media are told (others use 408 too).
+RTP_TIMEOUT = Cause(408, "RTP timeout", "local")
+RETRY_AFTER = (("Retry-After", "5"),)  # a media engine out of ports or down: try again soon
+
+
+class _CallEnded(Exception):
+    """A media crossing finished after its call had ended: nothing more to do."""
+
+
+def media_error(failure: Failure) -> tuple[int, str]:
+    """The SIP status and reason for a media engine's refusal: 503 when it cannot
+    take the call now, 400 for SDP that does not parse, 488 for SDP it cannot use."""
+    error = failure.value
+    if isinstance(error, MediaUnavailable):
+        return 503, "Service Unavailable"
+    if isinstance(error, SdpError):
+        return 400, f"Bad SDP: {error}"[:120]
+    if isinstance(error, (NotAcceptable, ValueError)):
+        return 488, "Not Acceptable Here"
+    return 500, "Server Internal Error"
 
 
 def failure_for_caller(status: int, reason: str) -> tuple[int, str]:
@@ -149,6 +179,7 @@ class Bridge(StateMachine):
         on_end: Callable[[Bridge], None],
         events: CallEvents | None = None,
         on_refer: Callable[..., Any] | None = None,
+        media: Any = None,
     ) -> None:
         self.record = record
         self.inbound = inbound
@@ -174,6 +205,12 @@ class Bridge(StateMachine):
         self._continuing: set[Any] | None = None  # legs whose far end must keep seeing one session
         self._timer: Any = None
         self._join_timer: Any = None
+        # The IMediaEngine (None: direct media), the call's session once opened, each
+        # leg's side in it, and the queue that keeps the crossings in order.
+        self.media = media
+        self.session: Any = None
+        self._sides: dict[Any, str] = {}
+        self._crossings: defer.Deferred | None = None
         inbound.listener = self
         outbound.listener = self
 
@@ -181,9 +218,25 @@ class Bridge(StateMachine):
         return f"<Bridge {self.record.id} {self.state.value}>"
 
     def start(self) -> None:
-        """Dial the destination with the caller's offer and start the ring timer."""
-        self.outbound.offer = self._carry_sdp(self.outbound, self.inbound.remote_sdp)
+        """Dial the destination with the caller's offer and start the ring timer.
+
+        With a media engine the call's session is opened first; the destination is
+        dialled once the engine has rewritten the offer. An INVITE without SDP
+        (delayed offer) is carried as without an engine: its media is not relayed."""
+        offer = self.inbound.remote_sdp
+        if self.media is not None and offer is not None:
+            try:
+                self.session = self.media.session(self.record.id, self._media_timeout)
+            except Exception:
+                self._refuse_for_media(Failure())
+                return
+            self._sides = {self.inbound: "a", self.outbound: "b"}
+            self._crossings = defer.succeed(None)
         self._timer = self.clock.callLater(self.ring_timeout, self._event, "ring_timeout")
+        self._cross(self.inbound, self.outbound, offer, "offer", self._dial, self._refuse_for_media)
+
+    def _dial(self, offer: bytes | None) -> None:
+        self.outbound.offer = offer
         self.outbound.dial()
         _note_call_ids(self.record, self.outbound)
 
@@ -257,20 +310,31 @@ class Bridge(StateMachine):
     def _relay_progress(self, leg: Any, status: int, reason: str, sdp: bytes | None) -> None:
         if status <= 100:
             return
+        self._cross(leg, self.inbound, sdp, "answer", lambda carried: self._ringing(status, reason, carried),
+                    self._refuse_for_media)
+
+    def _ringing(self, status: int, reason: str, sdp: bytes | None) -> None:
         record = self.record
         if record.ring is None:
             record.ring = self.clock.seconds()
             self.events.publish(CallRinging(record, record.ring, status))
-        self.inbound.progress(status, reason, self._carry_sdp(self.inbound, sdp))
+        self.inbound.progress(status, reason, sdp)
 
     def _answered(self, leg: Any, sdp: bytes | None) -> None:
+        # The call is answered once the engine has the callee's answer: until then
+        # it is still in setup (a BYE or CANCEL meanwhile ends it as one).
+        self._cross(leg, self.inbound, sdp, "answer", self._answer_caller, self._refuse_for_media)
+
+    def _answer_caller(self, sdp: bytes | None) -> None:
+        if self.state is not B.SETUP:
+            return
         self.state = B.ANSWERED
         self._cancel_timer()
         record = self.record
         record.answer = self.clock.seconds()
         record.status = 200
         self._timer = self.clock.callLater(self.max_duration, self._event, "too_long")
-        self.inbound.answer(self._carry_sdp(self.inbound, sdp))
+        self.inbound.answer(sdp)
         self.events.publish(CallAnswered(record, record.answer, record.answer - record.start))
 
     def _callee_failed(self, leg: Any, status: int, reason: str) -> None:
@@ -318,6 +382,8 @@ class Bridge(StateMachine):
     def _relay_request(self, leg: Any, method: str, body: bytes, content_type: str | None,
                        headers: Any) -> defer.Deferred:
         other = self.other(leg)
+        if self.session is not None:
+            return self._relay_request_media(leg, other, method, body, content_type, headers)
         if content_type == SDP and body:
             body = self._carry_sdp(other, body) or b""
         d = defer.maybeDeferred(other.request, method, body, content_type, headers)
@@ -329,6 +395,44 @@ class Bridge(StateMachine):
             return reply
 
         return d.addCallback(carry_answer)
+
+    def _relay_request_media(self, leg: Any, other: Any, method: str, body: bytes,
+                             content_type: str | None, headers: Any) -> defer.Deferred:
+        """As `_relay_request`, with the offer (a re-INVITE's or UPDATE's SDP) and
+        the answer (the reply's) handed to the media engine. The engine refusing
+        either answers the request 503 or 488 and the call carries on as it was.
+        (A reply with SDP to a request without it is an offer: handed on as one.)"""
+        offered = content_type == SDP and bool(body)
+        result: defer.Deferred = defer.Deferred()
+
+        def refused(failure: Failure) -> None:
+            status, reason = media_error(failure)
+            log.info("call {call}: media refused the {method}'s SDP: {status} {error}", call=self.record.id,
+                     method=method, status=status, error=failure.getErrorMessage())
+            if not result.called:
+                result.callback(LegReply(status, reason))
+
+        def send(carried: bytes | None) -> None:
+            sent = defer.maybeDeferred(other.request, method, carried if offered else body, content_type,
+                                       headers)
+            sent.addCallbacks(carry_reply, result.errback)
+
+        def carry_reply(reply: LegReply) -> None:
+            if reply.content_type == SDP and reply.body and 200 <= reply.status < 300:
+                kind = "answer" if offered else "offer"
+                self._cross(other, leg, reply.body, kind,
+                            lambda carried: result.callback(
+                                LegReply(reply.status, reply.reason, carried or b"", reply.content_type)),
+                            refused, ended=lambda: result.callback(LegReply(481, "Call Does Not Exist")))
+            else:
+                result.callback(reply)
+
+        if offered:
+            self._cross(leg, other, body, "offer", send, refused,
+                        ended=lambda: result.callback(LegReply(481, "Call Does Not Exist")))
+        else:
+            send(None)
+        return result
 
     def _refer(self, leg: Any, target: Any, referred_by: Any, report: Any) -> Any:
         if self.on_refer is None:
@@ -372,13 +476,31 @@ class Bridge(StateMachine):
         # The new party is offered what the kept party last offered or answered,
         # as a fresh, un-held session (its hold may have been for the old party).
         offer = keep.remote_sdp
-        joining.offer = self._carry_sdp(joining, with_direction(offer) if offer else None)
+        if self.session is not None:
+            self._sides[joining] = chr(ord("a") + len(self._sides))
         self._join_timer = self.clock.callLater(
             self.ring_timeout if ring_timeout is None else ring_timeout, self._event, "ring_timeout"
         )
+        self._cross(keep, joining, with_direction(offer) if offer else None, "offer",
+                    lambda carried: self._dial_joining(joining, carried),
+                    lambda failure: self._joining_refused(joining, failure))
+        return d
+
+    def _dial_joining(self, joining: Any, offer: bytes | None) -> None:
+        if self.joining is not joining:
+            return  # the re-bridge ended while the engine was asked
+        joining.offer = offer
         joining.dial()
         _note_call_ids(self.record, joining)
-        return d
+
+    def _joining_refused(self, joining: Any, failure: Failure) -> None:
+        """The engine refused the offer for the new leg: it is never dialled."""
+        if self.joining is not joining:
+            return
+        status, reason = media_error(failure)
+        joining.listener = None
+        joining.hangup(Cause(status, reason, "local"))
+        self._joining_failed(joining, status, reason)
 
     def _joining_progress(self, leg: Any, status: int, reason: str, sdp: bytes | None) -> None:
         if self._on_join_progress is not None and status > 100:
@@ -409,7 +531,21 @@ class Bridge(StateMachine):
             leaving.listener = None
             leaving.hangup(TRANSFERRED)
         self.events.publish(CallTransferred(record, self.clock.seconds(), target_text, by, module))
-        self._offer_new_media(keep, leg, sdp)
+        if self.session is None:
+            self._offer_new_media(keep, leg, sdp)
+            return
+        # The new party's answer pairs it with the kept party in the engine; what
+        # the kept party would now see decides whether it is re-INVITEd.
+        self._cross(leg, keep, sdp, "answer", lambda seen: self._offer_new_media(keep, leg, seen),
+                    lambda failure: self._media_lost(failure), carry=False)
+
+    def _media_lost(self, failure: Failure) -> None:
+        """The engine refused the answer that joins a re-bridged party: the parties
+        cannot hear each other, so the call ends rather than stay up silent."""
+        status, reason = media_error(failure)
+        log.info("call {call}: media refused after a re-bridge: {error}", call=self.record.id,
+                 error=failure.getErrorMessage())
+        self.hangup(Cause(status, reason, "local"))
 
     def _offer_new_media(self, keep: Any, joined: Any, sdp: bytes | None) -> None:
         """Re-INVITE the kept party with the new party's SDP when the media changed,
@@ -426,8 +562,18 @@ class Bridge(StateMachine):
                 log.info("call {call}: re-INVITE after re-bridge answered {status}",
                          call=self.record.id, status=reply.status)
                 return
-            if self.state is B.ANSWERED and not same_media(reply.body, self._sdp_to.get(joined)):
-                joined.request("INVITE", self._carry_sdp(joined, reply.body), SDP)
+            if self.state is not B.ANSWERED:
+                return
+            if self.session is None:
+                if not same_media(reply.body, self._sdp_to.get(joined)):
+                    joined.request("INVITE", self._carry_sdp(joined, reply.body), SDP)
+                return
+
+            def tell_joined(seen: bytes | None) -> None:
+                if seen is not None and not same_media(seen, self._sdp_to.get(joined)):
+                    joined.request("INVITE", self._carry_sdp(joined, seen), SDP)
+
+            self._cross(keep, joined, reply.body, "answer", tell_joined, self._media_lost, carry=False)
 
         keep.request("INVITE", offer, SDP).addCallback(answered).addErrback(
             lambda f: log.failure("re-INVITE after re-bridge failed", f, call=self.record.id)
@@ -447,6 +593,7 @@ class Bridge(StateMachine):
         else:
             self.state = B.ANSWERED  # back to how the call was
             self.parties = [keep, leaving]
+        self._drop_side(leg)
         d.errback(RebridgeFailed(status, reason))  # type: ignore[union-attr]
 
     def _joining_not_answered(self) -> None:
@@ -498,6 +645,105 @@ class Bridge(StateMachine):
         if d is not None:
             d.errback(RebridgeFailed(487, "Request Terminated"))
 
+    # -- media ---------------------------------------------------------------------------------------
+
+    def _cross(self, from_leg: Any, to_leg: Any, sdp: bytes | None, kind: str,
+               then: Callable[[bytes | None], Any], failed: Callable[[Failure], Any],
+               ended: Callable[[], Any] | None = None, carry: bool = True) -> None:
+        """Carry `sdp` (an "offer" or "answer" made by `from_leg`'s far end) to
+        `to_leg` and call `then` with what `to_leg`'s far end is to see.
+
+        Without a media session that happens now. With one, the engine rewrites it
+        first, after every crossing asked before; `failed(failure)` hears the
+        engine's refusal, and `ended()` (when given) a call that ended meanwhile.
+        `carry=False` gives `then` the engine's SDP without noting it as sent."""
+        session = self.session
+        if session is None:
+            then(self._carry_sdp(to_leg, sdp) if carry else sdp)
+            return
+
+        def run(_: Any) -> Any:
+            if self.state is B.ENDED or self.session is None:
+                raise _CallEnded()
+            if sdp is None:
+                return None
+            method = session.offer if kind == "offer" else session.answer
+            return defer.maybeDeferred(method, self._side(from_leg), self._side(to_leg), sdp)
+
+        def done(rewritten: bytes | None) -> None:
+            if self.state is B.ENDED:
+                if ended is not None:
+                    ended()
+                return
+            then(self._carry_sdp(to_leg, rewritten) if carry else rewritten)
+
+        def refused(failure: Failure) -> None:
+            if failure.check(_CallEnded) or self.state is B.ENDED:
+                if ended is not None:
+                    ended()
+                return
+            failed(failure)
+
+        step: defer.Deferred = defer.Deferred()
+        step.addCallback(run).addCallbacks(done, refused).addErrback(
+            lambda f: log.failure("call {call}: after a media crossing", f, call=self.record.id))
+        # The queue waits for this step, whatever its outcome, before the next one.
+        queue = self._crossings if self._crossings is not None else defer.succeed(None)
+
+        def go(_: Any) -> defer.Deferred:
+            step.callback(None)
+            return step
+
+        self._crossings = queue.addCallback(go)
+
+    def _side(self, leg: Any) -> str:
+        side = self._sides.get(leg)
+        if side is None:
+            side = self._sides[leg] = chr(ord("a") + len(self._sides))
+        return side
+
+    def _drop_side(self, leg: Any) -> None:
+        """Release a leg that will not join (a failed re-bridge's): engines that can
+        (the relay) give its ports back now rather than at the end of the call."""
+        side = self._sides.get(leg)
+        drop = getattr(self.session, "drop", None)
+        if side is not None and drop is not None:
+            drop(side).addErrback(lambda f: log.failure("dropping media side {side}", f, side=side))
+
+    def _media_timeout(self) -> None:
+        """No media for `rtp_timeout`: both legs are hung up (RFC 3326 cause 408)."""
+        log.info("call {call}: no RTP, hanging up", call=self.record.id)
+        self.hangup(RTP_TIMEOUT)
+
+    def _refuse_for_media(self, failure: Failure) -> None:
+        """The engine cannot carry the call's media before it is answered: the
+        caller is refused (503 with Retry-After, 400 or 488), the callee hung up."""
+        if self.state is not B.SETUP:
+            if self.state is B.ANSWERED:
+                self._media_lost(failure)
+            return
+        status, reason = media_error(failure)
+        if status == 500:
+            log.failure("call {call}: media engine failed", failure, call=self.record.id)
+        else:
+            log.info("call {call} refused by the media engine: {status} {error}", call=self.record.id,
+                     status=status, error=failure.getErrorMessage())
+        self.inbound.reject(status, reason, RETRY_AFTER if status == 503 else ())
+        self.outbound.hangup(Cause(status, reason, "local"))
+        self._end(status, f"{status} {reason}", "switch")
+
+    def _close_media(self) -> None:
+        session, self.session = self.session, None
+        self._sides = {}
+        if session is None:
+            return
+        try:
+            self.record.media = session.counters()
+        except Exception:
+            log.failure("call {call}: media counters", call=self.record.id)
+        defer.maybeDeferred(session.close).addErrback(
+            lambda f: log.failure("closing the media of {call}", f, call=self.record.id))
+
     # -- helpers ---------------------------------------------------------------------------------
 
     def _carry_sdp(self, to_leg: Any, sdp: bytes | None) -> bytes | None:
@@ -540,6 +786,7 @@ class Bridge(StateMachine):
         self._joined_sides = None
         self._sdp_to.clear()
         self._continuing = None
+        self._close_media()
         self.on_end(self)
 
     @property

@@ -89,6 +89,9 @@ class CallRecord:
     # The SIP Call-IDs of its legs on the wire, the caller's first, then each leg the
     # switch dialled (forks' branches, transfer targets): what finds a call's ladder.
     sip_call_ids: list[str] = field(default_factory=list)
+    # What the media engine measured, by direction ("a>b": the caller's packets to the
+    # callee; "c" and on are legs joined by transfers); None with direct media.
+    media: dict | None = None
 
     @property
     def duration(self) -> float:

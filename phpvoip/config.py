@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from phpvoip.limits import LimitSettings, limit_settings
+from phpvoip.mediaconfig import MediaSettings, media_settings
 from phpvoip.moduletypes import DuplicateModuleType, find_module_types
 from phpvoip.opsconfig import (
     CdrSettings,
@@ -119,6 +120,7 @@ class Config:
     cdr: CdrSettings = field(default_factory=CdrSettings)
     ladders: LadderSettings = field(default_factory=LadderSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
+    media: MediaSettings = field(default_factory=MediaSettings)
 
 
 def build_module(module: ModuleConfig) -> Any:
@@ -132,9 +134,7 @@ def module_types() -> list[str]:
 
 
 # Sections the design reserves for features this version does not have yet.
-_NOT_YET = {
-    "media": "RTP media relay",
-}
+_NOT_YET: dict[str, str] = {}
 
 
 def load(path: str | Path) -> Config:
@@ -172,9 +172,10 @@ def load_text(text: str, file: str = "<config>") -> Config:
     cdr = cdr_settings(top, storage.kind)
     ladders = ladder_settings(top)
     limits = limit_settings(top)
+    media = media_settings(top)
     top.check_unknown()
     return Config(file, sip, storage, calls, modules, routes, log_level, manhole, metrics, cdr, ladders,
-                  limits)
+                  limits, media)
 
 
 def _sip_settings(section: Section) -> SipSettings:

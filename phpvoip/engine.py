@@ -92,6 +92,7 @@ class Engine:
         call_settings: CallSettings = DEFAULT_CALL_SETTINGS,
         store: Any = None,
         user_agent: str = "phpvoip",
+        media: Any = None,
     ) -> None:
         self.transport = transport
         self.clock = clock
@@ -113,6 +114,9 @@ class Engine:
         self.recent = RecentCalls(RECORDS_KEPT)
         self.events.add(self.recent)
         self.calls: dict[str, Bridge] = {}
+        # The IMediaEngine every call's SDP goes through (phpvoip.mediaconfig), set by
+        # the service; None: media flows directly between the endpoints.
+        self.media = media
         # Flood protection (phpvoip.limits), set by the service: the caps on calls
         # and on pending requests per source. None: no caps.
         self.limits: Any = None
@@ -454,7 +458,7 @@ class Engine:
     def _bridge(self, record: CallRecord, inbound: Any, outbound: Any) -> str:
         settings = self.call_settings
         bridge = Bridge(record, inbound, outbound, self.clock, settings.ring_timeout, settings.max_duration,
-                        self._call_ended, self.events, self._refer)
+                        self._call_ended, self.events, self._refer, self.media)
         self.calls[record.id] = bridge
         bridge.start()
         return record.id

@@ -53,8 +53,16 @@ and ``state``) is read at each scrape into ``phpvoip_queue_callers_waiting{queue
 and ``phpvoip_queue_agents{queue,state}``; the manhole's ``queues()`` and
 ``agents()`` read the same methods. No module offers them yet (queues are issue
 11), so these families are absent rather than zero. RTP packets, loss and jitter
-will come the same way once the switch carries media; it does not yet, so nothing
-is exported for them.
+are not exported per call (the call records carry them); with ``media: relay`` the
+relay's totals are::
+
+    phpvoip_media_port_pairs, _port_pairs_in_use     gauges
+    phpvoip_media_sessions_active                    gauge
+    phpvoip_media_packets_forwarded_total            counter
+    phpvoip_media_packets_dropped_total{reason}      unlatched, unpaired,
+                                                     malformed, send_errors
+    phpvoip_media_refused_total                      calls refused for want of ports
+    phpvoip_media_rtpengine_up                       1 while rtpengine answers
 
 The endpoint is a twisted.web resource whose ``render_GET`` runs
 ``generate_latest`` on the reactor thread: a scrape reads the switch's objects
@@ -243,6 +251,7 @@ class SwitchMetrics:
         yield from _limits(getattr(service, "limits", None))
         yield from self._lines(engine)
         yield from _queues(engine)
+        yield from _media(getattr(engine, "media", None))
         yield from self._gc()
 
     def _lines(self, engine: Any) -> Iterator[Metric]:
@@ -297,6 +306,38 @@ def _limits(limits: Any) -> Iterator[Metric]:
     for reason, count in sorted(limits.dropped.items()):
         dropped.add_metric([reason], count)
     yield dropped
+
+
+def _media(media: Any) -> Iterator[Metric]:
+    """The media engine's figures: the relay's ports and packets (its `totals()`),
+    whether rtpengine answers. Nothing with direct media."""
+    if media is None:
+        return
+    engines = [getattr(media, "primary", None), getattr(media, "fallback", None)]
+    engines = [e for e in engines if e is not None] or [media]
+    for engine in engines:
+        totals = getattr(engine, "totals", None)
+        if totals is not None:
+            figures = totals()
+            yield GaugeMetricFamily("phpvoip_media_port_pairs", "The relay's RTP/RTCP port pairs.",
+                                    value=figures["port_pairs"])
+            yield GaugeMetricFamily("phpvoip_media_port_pairs_in_use",
+                                    "The relay's port pairs held by calls.",
+                                    value=figures["port_pairs_in_use"])
+            yield GaugeMetricFamily("phpvoip_media_sessions_active", "Calls whose media the relay carries.",
+                                    value=figures["sessions"])
+            yield CounterMetricFamily("phpvoip_media_packets_forwarded", "RTP and RTCP packets the relay "
+                                      "forwarded.", value=figures["forwarded"])
+            dropped = CounterMetricFamily("phpvoip_media_packets_dropped", "Packets the relay did not "
+                                          "forward, by reason.", labels=["reason"])
+            for reason in ("unlatched", "unpaired", "malformed", "send_errors"):
+                dropped.add_metric([reason], figures[reason])
+            yield dropped
+            yield CounterMetricFamily("phpvoip_media_refused", "Calls refused for want of relay ports.",
+                                      value=figures["refused"])
+        elif getattr(engine, "name", "") == "rtpengine":
+            yield GaugeMetricFamily("phpvoip_media_rtpengine_up", "1 while rtpengine answers its ng pings.",
+                                    value=1 if engine.up else 0)
 
 
 def _queues(engine: Any) -> Iterator[Metric]:

@@ -20,7 +20,7 @@ settings do not is restarted at every reload.
 
 Not applied (a restart is needed, and the log line says so): ``sip`` (listen,
 domain, timers, sizes, user agent), ``storage``, ``log_level``, ``manhole``,
-``metrics``, ``cdr`` and ``ladders``. The applied config keeps the running values
+``metrics``, ``cdr``, ``ladders`` and ``media``. The applied config keeps the running values
 of those, so the next reload names them again until the switch is restarted.
 """
 
@@ -40,7 +40,7 @@ __all__ = ["Changes", "Reloaded", "apply", "compare"]
 log = Logger()
 
 # Top-level sections that only a restart applies, in the order the log names them.
-_RESTART = ("sip", "storage", "log_level", "manhole", "metrics", "cdr", "ladders")
+_RESTART = ("sip", "storage", "log_level", "manhole", "metrics", "cdr", "ladders", "media")
 
 
 @dataclass

@@ -16,6 +16,7 @@ from twisted.internet import defer
 from twisted.internet.error import CannotListenError
 from twisted.logger import ILogObserver, Logger
 from twisted.python.components import Componentized
+from twisted.python.failure import Failure
 
 from phpvoip import config as config_module
 from phpvoip.config import Config, ConfigError
@@ -66,6 +67,11 @@ class SwitchService(MultiService):
         self.cdr: Any = None  # phpvoip.cdr.CallDetailRecords, an observer of the call events
         self.ladders: Any = None  # phpvoip.ladder.Ladders, fed by the transport's message tap
         self.limits: Any = None  # phpvoip.limits.Limits: bans, rates and caps (set by build_service)
+        # The media engine (phpvoip.mediaconfig), None for direct media; started before
+        # SIP is bound, so no call arrives that the engine cannot take.
+        self.media: Any = getattr(engine, "media", None)
+        self._media_started: defer.Deferred | None = None
+        self._bind_later = False
 
     def add_child(self, service: Any, name: str, address: str, key: str) -> Child:
         """Make `service` a child, started (and bound) with the switch."""
@@ -88,7 +94,36 @@ class SwitchService(MultiService):
     def privilegedStartService(self) -> None:
         """Bind every child; one that cannot bind ends the start-up with a one-line
         message naming the child, its address and its config key (and releases
-        those already bound)."""
+        those already bound).
+
+        With a media engine, the engine starts first: the relay at once (a port
+        range it cannot use ends the start-up here), rtpengine once it answers its
+        ping, so the ports are then bound in `startService`."""
+        if self.media is not None and self._media_started is None:
+            self._media_started = defer.maybeDeferred(self.media.start)
+            outcome: list[Any] = []
+
+            def note(result: Any) -> Any:
+                outcome.append(result)
+                return result
+
+            self._media_started.addBoth(note)
+            if not outcome:
+                self._bind_later = True
+                return
+            if isinstance(outcome[0], Failure):
+                self._media_started.addErrback(lambda _: None)  # reported here, not when collected
+                self._fail_media(outcome[0])
+                raise SystemExit(1) from None
+        self._bind_children()
+
+    def _fail_media(self, failure: Failure) -> str:
+        mode = self.config.media.mode
+        message = f"{self.config.file}: media: cannot start {mode}: {failure.getErrorMessage()}"
+        log.critical(message)
+        return message
+
+    def _bind_children(self) -> None:
         specs = {id(c.service): c for c in self.child_specs}
         started = []
         for service in self:
@@ -105,6 +140,28 @@ class SwitchService(MultiService):
             started.append(service)
 
     def startService(self) -> None:
+        if self._bind_later:
+            # rtpengine is being asked: bind and start once it answers; if it does
+            # not, say so and stop (nothing has been bound).
+            self._bind_later = False
+
+            def ready(_: Any) -> None:
+                try:
+                    self._bind_children()
+                except SystemExit:
+                    self.reactor.stop()
+                    return
+                self._start()
+
+            def failed(failure: Failure) -> None:
+                self._fail_media(failure)
+                self.reactor.stop()
+
+            self._media_started.addCallbacks(ready, failed)  # type: ignore[union-attr]
+            return
+        self._start()
+
+    def _start(self) -> None:
         super().startService()
         self.gc_watch.start()
         log.info(
@@ -172,6 +229,10 @@ class SwitchService(MultiService):
             store = self.engine.store
             if store is not None:
                 stopped.addBoth(lambda _: store.close())
+            if self.media is not None:
+                # The calls are hung up: release their ports (delete them on rtpengine).
+                media = self.media
+                stopped.addBoth(lambda _: media.stop())
             return stopped
 
         stopping.addErrback(lambda f: log.failure("while stopping modules", f))
@@ -203,6 +264,8 @@ def _build_ports(config: Config, transport: SipTransport) -> list[Child]:
 
 
 def build_engine(config: Config, transport: Any, reactor: Any, store: Any = None) -> Engine:
+    from phpvoip.mediaconfig import build_media_engine
+
     modules = [config_module.build_module(m) for m in config.modules]
     return Engine(
         transport,
@@ -214,6 +277,7 @@ def build_engine(config: Config, transport: Any, reactor: Any, store: Any = None
         config.calls,
         store,
         config.sip.user_agent,
+        build_media_engine(config.media, reactor),
     )
 
 

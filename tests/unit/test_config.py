@@ -66,7 +66,7 @@ def test_ipv6_listen_address():
         ("routes: [{in_to: '1', out_to: 'a b'}]", "routes[0].out_to", "plain user part"),
         ("routes: [{in_to: '1', out_too: '2'}]", "routes[0].out_too", "unknown key"),
         ("calls: {ring_timeout: 0}", "calls.ring_timeout", "at least 1"),
-        ("media: {mode: relay}", "media", "not available in this version"),
+        ("media: {mode: sfu}", "media.mode", "not one of direct, relay, rtpengine"),
         ("bogus: 1", "bogus", "unknown key"),
     ],
 )
