@@ -229,3 +229,10 @@ def test_calls_share_one_pacer():
     assert len(echo.pacer) == 2 and len(reactor.ports) == 2
     pacer_timers = [c for c in reactor.getDelayedCalls() if c.func == echo.pacer._fire]
     assert len(pacer_timers) == 1
+
+
+def test_unreadable_offer_is_400():
+    """An offer that is not SDP is refused 400 with the parser's reason; no port stays bound."""
+    engine, transport, reactor, echo, got = call(body=b"v=0\r\nthis is not sdp\r\n")
+    assert got[-1].status == 400 and got[-1].reason
+    assert all(not p.listening for p in reactor.ports.values()) and not echo.calls
