@@ -109,11 +109,12 @@ def count_rows(database: Path) -> int:
         return db.execute("SELECT count(*) FROM bindings").fetchone()[0]
 
 
-def start_switch(twistd: Path, work: Path, log: Path) -> subprocess.Popen:
+def start_switch(twistd: Path, work: Path, log: Path, profile: Path | None = None) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
+    profiling = [f"--profile={profile}", "--profiler=cprofile", "--savestats"] if profile else []
     with log.open("wb") as out:
         return subprocess.Popen(
-            [str(twistd), "-n", "--pidfile=", "phpvoip", "--config", str(work / "phpvoip.yaml")],
+            [str(twistd), "-n", "--pidfile=", *profiling, "phpvoip", "--config", str(work / "phpvoip.yaml")],
             cwd=work, stdout=out, stderr=subprocess.STDOUT, env=env,
         )  # fmt: skip
 
@@ -222,6 +223,8 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--no-kamailio", dest="kamailio", action="store_false",
                         help="skip the side-by-side run of Kamailio's registrar on the same SIPp load")
+    parser.add_argument("--profile", action="store_true",
+                        help="run the switch under cProfile during the load and print its top functions")
     args = parser.parse_args()
 
     sipp = shutil.which("sipp")
@@ -246,7 +249,8 @@ def main() -> int:
         "    auth_failures: {limit: 0}\n"
     )
     log = work / "switch.log"
-    switch = start_switch(twistd, work, log)
+    profile = work / "phpvoip.pstats" if args.profile else None
+    switch = start_switch(twistd, work, log, profile)
     try:
         if not wait_ready(switch, port, log):
             return 2
@@ -271,6 +275,11 @@ def main() -> int:
         time.sleep(args.settle)
         after = rss_kib(switch.pid)
         rows = count_rows(work / "var" / "bench.db") if args.store == "sqlite" else None
+        if profile is not None:
+            stop_switch(switch)
+            import pstats
+
+            pstats.Stats(str(profile)).sort_stats("tottime").print_stats(25)
         restarted = None
         if args.store == "sqlite":
             # A fresh process that loads every binding from the store holds them
