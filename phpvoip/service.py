@@ -140,6 +140,11 @@ class SwitchService(MultiService):
             started.append(service)
 
     def startService(self) -> None:
+        if self.media is not None and self._media_started is None:
+            # Started without privilegedStartService (embedded, tests): the same
+            # order, engine first, then the ports.
+            self._media_started = defer.maybeDeferred(self.media.start)
+            self._bind_later = True
         if self._bind_later:
             # rtpengine is being asked: bind and start once it answers; if it does
             # not, say so and stop (nothing has been bound).
