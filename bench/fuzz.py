@@ -16,8 +16,10 @@ Targets (each takes bytes; what it may raise is `TARGETS[name].declared`):
   parsing, UnsupportedChallenge / ValueError from answering a challenge.
 - ``config``: `phpvoip.config.load_text` on YAML text; ConfigError only.
 
-RFC 4733 telephone-event payloads are not fuzzed: the switch has no parser for
-them yet (media is relayed, not read).
+- ``rtp``: what arrives on a media port: `phpvoip.media.rtp.parse_rtp`, the
+  relay's per-direction counters (`phpvoip.media.rtpstats.RtpStats`), RFC 4733
+  telephone-event payloads through `phpvoip.media.dtmf.DtmfReceiver`, and SIP INFO
+  digit bodies (`parse_info_dtmf`); ValueError only, from parse_rtp.
 
 With atheris installed (the ``fuzz`` extra) each target runs in its own process
 under libFuzzer, coverage-guided and seeded from the RFC 4475 messages and the
@@ -38,6 +40,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -101,6 +104,31 @@ def _sdp(data: bytes) -> None:
     sdp.same_media(data[:half], data[half:])
     sdp.continue_origin(data[half:], data[:half])
     sdp.with_direction(data, "inactive")
+    try:
+        offer = sdp.parse_sdp(data)
+    except ValueError:
+        return
+    from phpvoip.sip.sdp_offer import NotAcceptable, answer_offer, negotiated
+
+    sdp.rewrite_media(offer, "127.0.0.1", [40000] * len(offer.media))
+    sdp.bump_version(sdp.hold_offer(offer))
+    try:
+        answer = answer_offer(offer, _CODECS, "127.0.0.1", [40000] * len(offer.media))
+    except NotAcceptable:
+        return
+    negotiated(offer, answer)
+
+
+def _rtp(data: bytes) -> None:
+    from phpvoip.media.dtmf import parse_info_dtmf
+    from phpvoip.media.rtp import parse_rtp
+
+    if len(data) >= 12:  # the relay counts only what is long enough to be RTP
+        _STATS.rtp(data, float(len(data)))
+    parse_info_dtmf("application/dtmf-relay", data)
+    parse_info_dtmf("application/dtmf", data)
+    packet = parse_rtp(data)
+    _DTMF.feed(packet)
 
 
 def _auth(data: bytes) -> None:
@@ -148,6 +176,9 @@ def _config(data: bytes) -> None:
 
 _RECEIVER: object = None
 _SERVER: object = None
+_STATS: Any = None
+_DTMF: Any = None
+_CODECS: Any = None
 
 
 def _digest_server() -> object:
@@ -162,10 +193,21 @@ def _digest_server() -> object:
 
 
 def _setup() -> None:
-    global _RECEIVER
+    global _RECEIVER, _STATS, _DTMF, _CODECS
+    from twisted.internet.task import Clock
+
+    from phpvoip.media.dtmf import DtmfReceiver
+    from phpvoip.media.rtpstats import RtpStats
+    from phpvoip.sip.sdp import STATIC_PAYLOAD_TYPES, Codec
     from phpvoip.sip.transport import Receiver
 
     _RECEIVER = Receiver()
+    # One receiver and one counter for the whole run, as on a long call: state
+    # carried from packet to packet is part of what is fuzzed.
+    _STATS = RtpStats()
+    _DTMF = DtmfReceiver(Clock(), lambda digit, ms: None)
+    _CODECS = [STATIC_PAYLOAD_TYPES[0], STATIC_PAYLOAD_TYPES[8],
+               Codec(101, "telephone-event", 8000, fmtp="0-16")]
 
 
 # -- seeds -------------------------------------------------------------------------
@@ -210,12 +252,25 @@ def _config_seeds() -> list[bytes]:
     ]
 
 
+def _rtp_seeds() -> list[bytes]:
+    from phpvoip.media.dtmf import dtmf_payloads
+    from phpvoip.media.rtp import build_rtp
+
+    seeds = [build_rtp(0, 65535, 2**32 - 160, 0x1234, b"\xff" * 160, marker=True)]
+    for i, (payload, marker, _end) in enumerate(dtmf_payloads("5")):
+        seeds.append(build_rtp(101, 7 + i, 8000, 0x1234, payload, marker))
+    seeds.append(b"\xa0\x00\x00\x01" + b"\x00" * 8 + b"\x01\x02\x03\x04" + b"x" * 20 + b"\x04")  # padding
+    seeds.append(b"Signal=5\r\nDuration=160\r\n")
+    return seeds
+
+
 TARGETS: dict[str, Target] = {
     "message": Target(_message, ("ParseError",), _message_seeds),  # type: ignore[arg-type]
     "receive": Target(_receive, (), _message_seeds),
     "sdp": Target(_sdp, ("ValueError",), lambda: [_SDP, _INVITE.split(b"\r\n\r\n")[1]]),  # type: ignore[arg-type]
     "auth": Target(_auth, ("ParseError", "UnsupportedChallenge", "ValueError"), lambda: list(_AUTH)),  # type: ignore[arg-type]
     "config": Target(_config, ("ConfigError",), _config_seeds),  # type: ignore[arg-type]
+    "rtp": Target(_rtp, ("ValueError",), _rtp_seeds),  # type: ignore[arg-type]
 }
 
 

@@ -140,3 +140,11 @@ def test_atheris_engine_short_run(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=120, check=True,
     ).stdout
     assert "total         6000 inputs, no undeclared exception" in out, out
+
+
+@FAST
+@given(st.one_of(st.binary(max_size=300), mutated("rtp")))
+def test_rtp_and_dtmf_raise_only_value_error(data: bytes) -> None:
+    """What arrives on a media port: only parse_rtp's ValueError may escape; the
+    counters, the RFC 4733 receiver and the INFO body reader take anything."""
+    run("rtp", data)
