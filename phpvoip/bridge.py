@@ -734,11 +734,14 @@ class Bridge(StateMachine):
 
     def _close_media(self) -> None:
         session, self.session = self.session, None
-        self._sides = {}
+        sides, self._sides = self._sides, {}
         if session is None:
             return
         try:
-            self.record.media = session.counters()
+            media = dict(session.counters())
+            # Which party each side stood for ("c" on takes the side it replaced).
+            media["sides"] = {side: self.side_of(leg) for leg, side in sides.items()}
+            self.record.media = media
         except Exception:
             log.failure("call {call}: media counters", call=self.record.id)
         defer.maybeDeferred(session.close).addErrback(

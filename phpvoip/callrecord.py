@@ -90,7 +90,8 @@ class CallRecord:
     # switch dialled (forks' branches, transfer targets): what finds a call's ladder.
     sip_call_ids: list[str] = field(default_factory=list)
     # What the media engine measured, by direction ("a>b": the caller's packets to the
-    # callee; "c" and on are legs joined by transfers); None with direct media.
+    # callee; "c" and on are legs joined by transfers), and under "sides" whether each
+    # side stood for the "caller" or the "callee"; None with direct media.
     media: dict | None = None
 
     @property

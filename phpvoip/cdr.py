@@ -90,7 +90,30 @@ def cdr_row(boot: str, event: CallEnded) -> tuple[Any, ...]:
         event.reason or None,
         event.hung_up_by or None,
         " ".join(record.transfers) or None,
+        *media_columns(record.media),
     )
+
+
+def media_columns(media: dict | None) -> tuple[Any, ...]:
+    """The `CDR_MEDIA_COLUMNS` for a call's media counters: packets and lost summed
+    over what each party sent (a transfer target counts for the side it took), the
+    worst jitter; all NULL with direct media."""
+    if not media:
+        return (None,) * 6
+    sides = media.get("sides", {})
+    figures = {"caller": [0, 0, 0.0], "callee": [0, 0, 0.0]}
+    for direction, counts in media.items():
+        source, arrow, _ = direction.partition(">")
+        if not arrow or not isinstance(counts, dict):
+            continue
+        party = figures.get(sides.get(source, "caller" if source == "a" else "callee"))
+        if party is None:
+            continue
+        party[0] += counts.get("packets", 0)
+        party[1] += counts.get("lost", 0)
+        party[2] = max(party[2], counts.get("jitter_ms", 0.0))
+    caller, callee = figures["caller"], figures["callee"]
+    return (caller[0], callee[0], caller[1], callee[1], round(caller[2], 3), round(callee[2], 3))
 
 
 @implementer(ICallObserver)

@@ -112,8 +112,9 @@ CDR_MEDIA_COLUMNS = (
 )
 # OR IGNORE: a batch retried after a commit whose success was not reported is not
 # written twice (the id is unique).
+_CDR_ALL = CDR_COLUMNS + CDR_MEDIA_COLUMNS
 _INSERT_CDR = (
-    f"INSERT OR IGNORE INTO cdr ({', '.join(CDR_COLUMNS)}) VALUES ({', '.join('?' * len(CDR_COLUMNS))})"
+    f"INSERT OR IGNORE INTO cdr ({', '.join(_CDR_ALL)}) VALUES ({', '.join('?' * len(_CDR_ALL))})"
 )
 
 _UPSERT = (
@@ -295,7 +296,7 @@ class SqliteStore:
     # -- call detail records -----------------------------------------------------------
 
     def write_cdr(self, rows: list[tuple[Any, ...]]) -> defer.Deferred:
-        """Insert call records (tuples in `CDR_COLUMNS` order) in one transaction on
+        """Insert call records (tuples in `CDR_COLUMNS` then `CDR_MEDIA_COLUMNS` order) in one transaction on
         the store's database thread; fires with the count, or fails (nothing of the
         batch written) so that the caller can keep the rows and try again."""
         if self.closed:

@@ -285,3 +285,25 @@ def test_engine_down_refuses_with_503_and_engine_error_after_answer():
     a.phone.request("INVITE", b"re-offer", SDP_TYPE).addCallback(replies.append)
     session.asked[2][3].errback(MediaUnavailable("rtpengine does not answer"))
     assert [r.status for r in replies] == [503] and bridge.state is BridgeState.ANSWERED
+
+
+def test_call_record_row_carries_the_media_figures():
+    """The CDR's rtp_* columns: packets each party sent (a transfer target counts for
+    the side it took), losses, worst jitter; NULL with direct media."""
+    from phpvoip.cdr import media_columns
+
+    assert media_columns(None) == (None,) * 6
+    media = {
+        "a>b": {"packets": 10, "lost": 1, "jitter_ms": 2.5},
+        "b>a": {"packets": 7, "lost": 0, "jitter_ms": 1.0},
+        "a>c": {"packets": 5, "lost": 0, "jitter_ms": 4.0},
+        "c>a": {"packets": 6, "lost": 2, "jitter_ms": 0.5},
+        "sides": {"a": "caller", "b": "callee", "c": "callee"},
+    }
+    assert media_columns(media) == (15, 13, 1, 2, 4.0, 1.0)
+    reactor = FakeReactor()
+    bridge, a, b, ended = answered(reactor, relay(reactor))
+    reactor.deliver(bridge.session.ports("a")[0], rtp(0), (ALICE, 4000))
+    b.phone.hangup(Cause(None, "bye"))
+    assert bridge.record.media["sides"] == {"a": "caller", "b": "callee"}
+    assert media_columns(bridge.record.media)[:4] == (1, 0, 0, 0)

@@ -109,7 +109,7 @@ def test_row_ids_carry_a_boot_id() -> None:
     assert first.startswith("20251203T100000Z-") and len(first) == len("20251203T100000Z-") + 4
     assert first != second or boot_id(T0) != first  # random suffix (a 1/65536 tie is retried)
     assert cdr_row("B", ended(7))[0] == "B-call-7"
-    assert len(cdr_row("B", ended(7))) == len(CDR_COLUMNS)
+    assert len(cdr_row("B", ended(7))) == len(CDR_COLUMNS) + len(CDR_MEDIA_COLUMNS)
     made = CallDetailRecords(None, CdrSettings(True), Clock())  # as the service makes it
     assert made.boot.startswith("19700101T000000Z-") and (made.batch, made.interval) == (200, 1.0)
 
