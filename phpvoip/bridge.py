@@ -659,6 +659,11 @@ class Bridge(StateMachine):
         `carry=False` gives `then` the engine's SDP without noting it as sent."""
         session = self.session
         if session is None:
+            if self._crossings is not None:
+                # The call had media and it is closed: the call has ended.
+                if ended is not None:
+                    ended()
+                return
             then(self._carry_sdp(to_leg, sdp) if carry else sdp)
             return
 
@@ -779,6 +784,7 @@ class Bridge(StateMachine):
         self._cancel_timer()
         self._cancel_join_timer()
         self.record.finish(self.clock.seconds(), status, reason, by, cause_status, cancelled)
+        self._close_media()  # while the sides of joined legs are still known
         # The legs outlive the call: their transactions stay for 64*T1 to absorb
         # retransmissions. Were they still to point here, the bridge and the other
         # leg would live as long, and every full garbage collection would walk
@@ -789,7 +795,6 @@ class Bridge(StateMachine):
         self._joined_sides = None
         self._sdp_to.clear()
         self._continuing = None
-        self._close_media()
         self.on_end(self)
 
     @property

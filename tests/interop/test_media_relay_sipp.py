@@ -169,3 +169,65 @@ async def test_sipp_call_through_rtpengine(reactor: Any, sipp: str, switch: Any,
     counts = await wait_idle(reactor, engine, 15.0)
     assert not any(counts.values()), counts
     assert engine.media.sessions == 0
+
+
+def with_relay(switch: Any) -> Any:
+    """The `switch` fixture with ``media: relay`` added to every config."""
+
+    async def start(extra: str = "", **kwargs: Any) -> Any:
+        return await switch(extra + f'media: {{mode: relay, ports: "{RELAY_PORTS}"}}\n', **kwargs)
+
+    return start
+
+
+def relay_port(port: str) -> bool:
+    low, high = (int(p) for p in RELAY_PORTS.split("-"))
+    return low <= int(port) <= high
+
+
+@pytest_twisted.ensureDeferred
+async def test_failed_transfer_through_the_relay(reactor: Any, sipp: str, switch: Any, peers: Any,
+                                                 tmp_path: Path) -> None:
+    """B REFERs A to a busy C: C was offered the relay's third side, which is released
+    when C refuses; A and B stay on their relay ports and nothing is left bound."""
+    from tests.interop.test_refer_sipp import run_transfer
+
+    run = await run_transfer(reactor, sipp, with_relay(switch), peers, tmp_path,
+                             a="uac_callee_bye.xml", b="refer_uas_transfer_fails.xml", c="uas_busy.xml",
+                             c_over_tcp=True)
+    assert not any(run.counts.values()), run.counts
+    from tests.interop.test_trunk_flows import received
+
+    (invite_b,) = received(run.logs["b"], "INVITE ")
+    (invite_c,) = received(run.logs["c"], "INVITE ")
+    port_b = invite_b.split("m=audio ", 1)[1].split()[0]
+    port_c = invite_c.split("m=audio ", 1)[1].split()[0]
+    assert relay_port(port_b) and relay_port(port_c) and port_b != port_c
+    assert received(run.logs["a"], "INVITE ") == []
+    (record,) = run.records
+    assert record.transfers == [] and record.media["sides"] == {"a": "caller", "b": "callee", "c": "callee"}
+    totals = run.service.engine.media.totals()
+    assert (totals["port_pairs_in_use"], totals["sessions"]) == (0, 0)
+
+
+@pytest_twisted.ensureDeferred
+async def test_transfer_through_the_relay(reactor: Any, sipp: str, switch: Any, peers: Any,
+                                          tmp_path: Path) -> None:
+    """B REFERs A to C: C is offered the relay's third side; once C answers, A keeps
+    the relay ports it had, so it needs no re-INVITE; B's ports are released."""
+    from tests.interop.test_refer_sipp import TARGET, run_transfer
+    from tests.interop.test_trunk_flows import received
+
+    run = await run_transfer(reactor, sipp, with_relay(switch), peers, tmp_path,
+                             a="media_uac_talk.xml", b="refer_uas_transferor.xml",
+                             c="refer_target_answer.xml")
+    assert not any(run.counts.values()), run.counts
+    (invite_c,) = received(run.logs["c"], "INVITE ")
+    assert relay_port(invite_c.split("m=audio ", 1)[1].split()[0])
+    assert received(run.logs["a"], "INVITE ") == []
+    assert len(received(run.logs["c"], "BYE ")) == 1
+    (record,) = run.records
+    assert record.transfers == [TARGET] and record.hangup_by == "caller"
+    assert record.media["sides"] == {"a": "caller", "b": "callee", "c": "callee"}
+    totals = run.service.engine.media.totals()
+    assert (totals["port_pairs_in_use"], totals["sessions"]) == (0, 0)
