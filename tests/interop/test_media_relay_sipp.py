@@ -231,3 +231,19 @@ async def test_transfer_through_the_relay(reactor: Any, sipp: str, switch: Any, 
     assert record.media["sides"] == {"a": "caller", "b": "callee", "c": "callee"}
     totals = run.service.engine.media.totals()
     assert (totals["port_pairs_in_use"], totals["sessions"]) == (0, 0)
+
+
+@pytest_twisted.ensureDeferred
+async def test_no_relay_ports_refuses_503(reactor: Any, sipp: str, switch: Any, peers: Any) -> None:
+    """A relay without two free port pairs refuses the caller 503 with Retry-After;
+    the callee is never dialled."""
+    uas_port = free_port()
+    service = await switch(trunk_config(uas_port) + 'media: {mode: relay, ports: "44640-44641"}\n')
+    caller = peers.start(sipp_args(sipp, "media_uac_refused.xml", free_port(), service.port, "-s", "2005",
+                                   "-m", "1", "-timeout", f"{int(DEADLINE) - 5}s", "-timeout_error",
+                                   "-trace_msg"),
+                         deadline=DEADLINE)
+    assert await caller.wait() == 0, caller.output
+    (record,) = service.engine.records
+    assert (record.status, record.hangup_by, record.outbound_module) == (503, "switch", "backend")
+    assert service.engine.media.totals()["refused"] == 1
