@@ -44,6 +44,13 @@ class Options(usage.Options):
             self["loaded"] = config.load(path)
         except config.ConfigError as e:
             raise usage.UsageError(str(e)) from None
+        media = self["loaded"].media
+        if media.mode == "rtpengine":
+            from phpvoip.media.ng import ping_before_start
+
+            problem = ping_before_start(media.ng, media.timeout, media.retries)
+            if problem is not None:
+                raise usage.UsageError(f"{path}: media: {problem}")
 
 
 def makeService(options: Options) -> IService:

@@ -187,3 +187,42 @@ def _str_keys(value: Any) -> Any:
     if isinstance(value, list):
         return [_str_keys(item) for item in value]
     return value
+
+
+def ping_before_start(ng: str, timeout: float = 1.0, retries: int = 2) -> str | None:
+    """Ping rtpengine with a plain blocking socket, before the reactor runs.
+
+    twistd has no way to exit non-zero once the reactor is running, so the launcher
+    asks here first: None when rtpengine answers ``pong``, else why not (a sentence
+    naming the address)."""
+    import socket
+
+    from phpvoip.media.bencode import decode, encode
+    from phpvoip.sip.ids import new_tag
+
+    host, port = parse_ng_address(ng)
+    cookie = new_tag().encode("ascii")
+    request = cookie + b" " + encode({"command": "ping"})
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout)
+        for _ in range(retries + 1):
+            try:
+                sock.sendto(request, (host, port))
+                while True:
+                    data = sock.recv(65535)
+                    head, _, body = data.partition(b" ")
+                    if head == cookie:
+                        break
+            except (TimeoutError, ConnectionRefusedError):
+                continue  # refused: nothing listens (ICMP); asked again like a lost reply
+            except OSError as e:
+                return f"rtpengine at {ng}: {e.strerror or e}"
+            try:
+                result = decode(body).get(b"result") if body else None
+            except (ValueError, AttributeError):
+                result = None
+            if result == b"pong":
+                return None
+            return f"rtpengine at {ng} answered ng ping with {result!r}"
+    return f"rtpengine at {ng} does not answer ng ping"

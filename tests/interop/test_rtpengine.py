@@ -356,3 +356,42 @@ async def test_fallback_while_rtpengine_is_down(reactor, daemons, ends):
         await again.close()
     finally:
         await engine.stop()
+
+
+def test_preflight_ping(daemons):
+    """The launcher's blocking ping: None from a live rtpengine, a sentence naming
+    the address from a port where nothing answers."""
+    from phpvoip.media.ng import ping_before_start
+
+    daemon = daemons()
+    assert ping_before_start(daemon.ng, timeout=1.0, retries=2) is None
+    dead = f"udp:{LOOPBACK}:{free_port()}"
+    assert ping_before_start(dead, timeout=0.2, retries=1) == f"rtpengine at {dead} does not answer ng ping"
+
+
+def test_twistd_refuses_to_start_without_rtpengine(tmp_path):
+    """`twistd phpvoip` with `media: {mode: rtpengine}` and nothing at `ng` exits
+    non-zero with the file, the key and the reason, before binding SIP."""
+    import os
+    import socket
+    import sys
+
+    sip_port, ng_port = free_port(), free_port()
+    config = tmp_path / "phpvoip.yaml"
+    config.write_text(
+        f"sip: {{listen: ['udp:{LOOPBACK}:{sip_port}'], domain: {LOOPBACK}}}\n"
+        "storage: 'memory:'\n"
+        f"media: {{mode: rtpengine, ng: 'udp:{LOOPBACK}:{ng_port}', timeout: 0.2, retries: 1}}\n"
+        "modules: []\n"
+    )
+    twistd = Path(sys.executable).parent / "twistd"
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run(
+        [str(twistd), "-n", "--pidfile=", "phpvoip", "-c", str(config)], cwd=tmp_path,
+        capture_output=True, text=True, timeout=30, env=dict(os.environ, PYTHONPATH=str(root)),
+    )  # fmt: skip
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert f"{config}: media: rtpengine at udp:{LOOPBACK}:{ng_port} does not answer ng ping" in output
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((LOOPBACK, sip_port))  # never bound by the switch: free now
