@@ -31,6 +31,12 @@ the kept party) runs when the engine's Deferred fires. Crossings run one after t
 other in the order the legs reported them; one that completes after the call ended
 does nothing. An engine that refuses (no ports, rtpengine down, unusable SDP) makes
 the call fail before answer (503, 400 or 488) or the re-INVITE fail after it.
+
+**Delayed offer** (an INVITE without SDP, RFC 3261 §13.2.1, RFC 3264 §5): the callee
+is dialled without SDP, its 2xx's offer crosses to the caller as an offer (callee to
+caller), and the caller's answer, which comes in its ACK (`leg_acked`), crosses back
+to the callee, whose leg has held its ACK for it (`acknowledge`). A re-INVITE without
+SDP takes the same path once the call is answered.
 """
 
 from __future__ import annotations
@@ -139,6 +145,7 @@ class Bridge(StateMachine):
             "party_ended": "_party_ended",
             "party_request": "_relay_request",
             "party_refer": "_refer",
+            "party_acked": "_relay_ack",
             "hangup": "_hang_up_answered",
             "too_long": "_too_long",
             "rebridge": "_start_rebridge",
@@ -147,6 +154,8 @@ class Bridge(StateMachine):
             "kept_ended": "_kept_ended",
             "kept_request": "_relay_kept_request",
             "kept_refer": "_refuse_refer",
+            "kept_acked": "_relay_kept_ack",
+            "leaving_acked": "_relay_ack",
             "leaving_ended": "_leaving_ended",
             "leaving_request": "_relay_request",
             "leaving_refer": "_refuse_refer",
@@ -211,6 +220,7 @@ class Bridge(StateMachine):
         self.session: Any = None
         self._sides: dict[Any, str] = {}
         self._crossings: defer.Deferred | None = None
+        self._delayed = False  # the caller's INVITE had no SDP: the callee's 2xx offers
         inbound.listener = self
         outbound.listener = self
 
@@ -222,9 +232,11 @@ class Bridge(StateMachine):
 
         With a media engine the call's session is opened first; the destination is
         dialled once the engine has rewritten the offer. An INVITE without SDP
-        (delayed offer) is carried as without an engine: its media is not relayed."""
+        (delayed offer) dials the callee without SDP; the engine then sees the
+        callee's offer and the caller's answer (from its ACK)."""
         offer = self.inbound.remote_sdp
-        if self.media is not None and offer is not None:
+        self._delayed = offer is None
+        if self.media is not None:
             try:
                 self.session = self.media.session(self.record.id, self._media_timeout)
             except Exception:
@@ -260,6 +272,9 @@ class Bridge(StateMachine):
 
     def leg_failed(self, leg: ICallLeg, status: int, reason: str) -> None:
         self._event(self._role(leg) + "_failed", leg, status, reason)
+
+    def leg_acked(self, leg: ICallLeg, sdp: bytes | None) -> None:
+        self._event(self._role(leg) + "_acked", leg, sdp)
 
     def leg_ended(self, leg: ICallLeg, cause: Cause) -> None:
         self._event(self._role(leg) + "_ended", leg, cause)
@@ -310,6 +325,10 @@ class Bridge(StateMachine):
     def _relay_progress(self, leg: Any, status: int, reason: str, sdp: bytes | None) -> None:
         if status <= 100:
             return
+        if self._delayed and self.session is not None:
+            # Early SDP to an INVITE without one would be an offer the engine is
+            # given again with the 2xx; the caller gets the engine's with the 2xx.
+            sdp = None
         self._cross(leg, self.inbound, sdp, "answer", lambda carried: self._ringing(status, reason, carried),
                     self._refuse_for_media)
 
@@ -322,8 +341,10 @@ class Bridge(StateMachine):
 
     def _answered(self, leg: Any, sdp: bytes | None) -> None:
         # The call is answered once the engine has the callee's answer: until then
-        # it is still in setup (a BYE or CANCEL meanwhile ends it as one).
-        self._cross(leg, self.inbound, sdp, "answer", self._answer_caller, self._refuse_for_media)
+        # it is still in setup (a BYE or CANCEL meanwhile ends it as one). After an
+        # INVITE without SDP the callee's 2xx holds the offer (§13.2.1).
+        kind = "offer" if self._delayed else "answer"
+        self._cross(leg, self.inbound, sdp, kind, self._answer_caller, self._refuse_for_media)
 
     def _answer_caller(self, sdp: bytes | None) -> None:
         if self.state is not B.SETUP:
@@ -433,6 +454,22 @@ class Bridge(StateMachine):
         else:
             send(None)
         return result
+
+    def _relay_ack(self, leg: Any, sdp: bytes | None) -> None:
+        """`leg`'s far end answered in its ACK the offer our 2xx carried: the answer
+        goes (through the engine) into the ACK the other leg holds. An engine that
+        refuses it ends the call (the held ACK goes bare before the BYE)."""
+        other = self.other(leg)
+        if other is None:
+            return
+        if sdp is None:
+            other.acknowledge(None)
+            return
+        self._cross(leg, other, sdp, "answer", other.acknowledge, self._media_lost)
+
+    def _relay_kept_ack(self, leg: Any, sdp: bytes | None) -> None:
+        if self.leaving is not None:
+            self._relay_ack(leg, sdp)
 
     def _refer(self, leg: Any, target: Any, referred_by: Any, report: Any) -> Any:
         if self.on_refer is None:

@@ -146,6 +146,11 @@ class ICallLegListener(Interface):
     def leg_answered(leg, sdp):
         """The far end answered (2xx); `sdp` is its answer or None."""
 
+    def leg_acked(leg, sdp):
+        """The far end ACKed a 2xx of ours that carried an offer (its INVITE had no
+        SDP: RFC 3261 §13.2.1, RFC 3264 §5); `sdp` is the answer from the ACK, or
+        None when the ACK had none. Only then is it called: a plain ACK is not news."""
+
     def leg_failed(leg, status, reason):
         """An outbound leg ended with a final error before answer (486, 404, 408 for
         no answer, 503 for an unreachable destination, ...)."""
@@ -192,6 +197,12 @@ class ICallLeg(Interface):
 
     def reject(status, reason, headers=()):
         """Inbound legs before answer: send a final error response."""
+
+    def acknowledge(sdp):
+        """Send the ACK held for a 2xx that carried an offer to an INVITE without
+        one (a delayed offer), with `sdp` as its answer (None: an ACK without a
+        body). A leg holding no ACK ignores it; a SIP leg sends the ACK by itself
+        after a few seconds if nobody calls this."""
 
     def hangup(cause):
         """End the leg in whatever way its state allows: CANCEL (outbound, not yet

@@ -100,6 +100,9 @@ class Originator:
     def leg_failed(self, leg: Any, status: int, reason: str) -> None:
         self._fail(status, reason)
 
+    def leg_acked(self, leg: Any, sdp: bytes | None) -> None:
+        pass  # the placeholder offers in the INVITE: no answer comes in an ACK
+
     def leg_ended(self, leg: Any, cause: Cause) -> None:
         if cause is not TRANSFERRED:  # handed over: the second party took its place
             self._fail(cause.status or 487, cause.text or "Ended")

@@ -7,8 +7,8 @@ offer; every audio packet heard is queued to be sent back (`on_audio` ->
 `max_duration` seconds; the endpoint's port is released when the call ends either
 way. It is the simplest check that a phone's audio reaches the switch and back.
 
-Weak spot: a delayed offer (an INVITE without SDP) is refused with 488, because a
-local leg does not hand the application the answer an ACK carries.
+A delayed offer (an INVITE without SDP) is answered with the endpoint's offer in
+the 200; the caller's answer arrives with its ACK (`leg_acked`) and completes it.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from phpvoip.interfaces import NORMAL_CLEARING, IApplication, LegReply, MediaUnavailable, NotMine
+from phpvoip.interfaces import NORMAL_CLEARING, Cause, IApplication, LegReply, MediaUnavailable, NotMine
 from phpvoip.legs.local import LocalLeg, local_pair
 from phpvoip.media.endpoint import RtpEndpoint
 from phpvoip.media.pacer import Pacer
@@ -34,7 +34,6 @@ __all__ = ["Echo", "EchoSettings", "parse_settings"]
 log = Logger()
 
 SDP = "application/sdp"
-DELAYED_OFFER = "Delayed offer not supported by echo"
 
 @dataclass(frozen=True)
 class EchoSettings:
@@ -104,9 +103,6 @@ class _EchoCall:
         """Refuse what cannot be echoed; otherwise answer (after a ring)."""
         self.timer = None
         leg, settings = self.leg, self.echo.settings
-        if not leg.remote_sdp:
-            self._refuse(488, DELAYED_OFFER)
-            return
         try:
             endpoint = RtpEndpoint(self.echo.reactor, settings.address, settings.ports,
                                    pacer=self.echo.pacer, send_silence=False)
@@ -119,7 +115,9 @@ class _EchoCall:
         try:
             # Negotiated now, so a bad offer is refused before ringing; nothing is
             # sent (no silence) and what arrives is not echoed until the answer.
-            self.answer_sdp = endpoint.answer(leg.remote_sdp)
+            # No offer (RFC 3264 §5 delayed offer): ours goes in the 200 and the
+            # caller's answer comes with its ACK (leg_acked).
+            self.answer_sdp = endpoint.answer(leg.remote_sdp) if leg.remote_sdp else endpoint.offer()
         except (NotAcceptable, SdpError) as e:
             self._refuse(e.status, e.reason)
             return
@@ -174,6 +172,23 @@ class _EchoCall:
     def leg_failed(self, leg: LocalLeg, status: int, reason: str) -> None:
         self.finish()  # the caller gave up before the answer
 
+    def leg_acked(self, leg: LocalLeg, sdp: bytes | None) -> None:
+        """The caller's answer to the offer in our 200 (an INVITE or re-INVITE
+        without SDP): the endpoint sends to where it says. An ACK without an
+        answer, or one that agrees on nothing we can send, ends the call."""
+        endpoint = self.endpoint
+        if endpoint is None:
+            return
+        try:
+            if sdp is None:
+                raise NotAcceptable("no answer in the ACK")
+            endpoint.accept_answer(sdp)
+        except (NotAcceptable, SdpError, ValueError) as e:
+            log.info("echo {name}: call {callID}: answer in the ACK refused: {error}", name=self.echo.name,
+                     callID=self.call_id, error=str(e))
+            self.leg.hangup(Cause(488, "Not Acceptable Here", "local"))
+            self.finish()
+
     def leg_ended(self, leg: LocalLeg, cause: Any) -> None:
         self.finish()
 
@@ -198,8 +213,7 @@ class _EchoCall:
                 return LegReply(e.status, e.reason)
         if method == "INVITE":
             # An offerless re-INVITE wants an offer in our 200 (RFC 3264 §5); its
-            # answer comes in the ACK, which a local leg does not pass on, so the
-            # session stays as it was (we offer what we already have).
+            # answer comes with the ACK (leg_acked).
             return LegReply(200, "OK", endpoint.offer(), SDP)
         return LegReply(200, "OK")
 

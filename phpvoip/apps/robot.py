@@ -97,11 +97,19 @@ class _RobotCall:
         pass
 
     def leg_answered(self, leg: LocalLeg, sdp: bytes | None) -> None:
+        if sdp is not None:
+            # The robot dialled without an offer: the 2xx offers, our ACK answers
+            # (RFC 3264 §5), refusing every stream as it does when called.
+            address = self.robot.engine.local_address("udp").host
+            leg.acknowledge(rejecting_answer(sdp, address))
         self.schedule(self.robot.settings.hangup_after, self.hangup)
 
     def leg_failed(self, leg: LocalLeg, status: int, reason: str) -> None:
         self.cancel()
         self.robot.finished(self)
+
+    def leg_acked(self, leg: LocalLeg, sdp: bytes | None) -> None:
+        pass  # the robot's answer refuses every stream: an answer to it changes nothing
 
     def leg_ended(self, leg: LocalLeg, cause: Any) -> None:
         self.cancel()

@@ -177,6 +177,11 @@ class ForkLeg(StateMachine):
     def reject(self, status: int, reason: str, headers: Any = ()) -> None:
         raise TypeError("a fork is an outbound leg: it rejects nothing")
 
+    def acknowledge(self, sdp: bytes | None) -> None:
+        """The answer for the winner's held ACK (a delayed offer)."""
+        if self.winner is not None:
+            self.winner.acknowledge(sdp)
+
     # -- what the branches report (ICallLegListener) ------------------------------------------
 
     def leg_progress(self, branch: Any, status: int, reason: str, sdp: bytes | None) -> None:
@@ -187,6 +192,11 @@ class ForkLeg(StateMachine):
 
     def leg_failed(self, branch: Any, status: int, reason: str) -> None:
         self._event("branch_failed", branch, status, reason)
+
+    def leg_acked(self, branch: Any, sdp: bytes | None) -> None:
+        """A branch's far end ACKed a 2xx with an offer (after a re-INVITE without SDP)."""
+        if branch is self.winner and self.listener is not None:
+            self.listener.leg_acked(self, sdp)
 
     def leg_ended(self, branch: Any, cause: Cause) -> None:
         self._event("branch_ended", branch, cause)

@@ -1,8 +1,8 @@
 """A pair of legs joined by method calls, for terminal applications.
 
-What one side *does* (dial, progress, answer, reject, hang up, request) the other
-side's listener *hears* (on_invite, leg_progress, leg_answered, leg_failed,
-leg_ended, leg_request), so an application and the bridge can treat each other like
+What one side *does* (dial, progress, answer, acknowledge, reject, hang up,
+request) the other side's listener *hears* (on_invite, leg_progress, leg_answered,
+leg_acked, leg_failed, leg_ended, leg_request), so an application and the bridge can treat each other like
 any SIP endpoint without a packet being sent (DESIGN.md §1, "Terminal
 applications"). Each half is a state machine; its ``peer_*`` events are what the
 other half did, and move both halves in step.
@@ -107,6 +107,14 @@ class LocalLeg(StateMachine):
 
     def hangup(self, cause: Cause) -> None:
         self._event("hangup", cause)
+
+    def acknowledge(self, sdp: bytes | None) -> None:
+        """The ACK of a delayed offer: the side that answered with an offer hears
+        the answer (`leg_acked`). There is no ACK to hold, so no timer either."""
+        if self.state is S.ESTABLISHED:
+            if sdp is not None:
+                self.peer.remote_sdp = sdp
+            self.peer._tell("leg_acked", sdp)
 
     def request(
         self, method: str, body: bytes, content_type: str | None, headers: Any = ()

@@ -148,6 +148,8 @@ class InboundLeg(SipLeg):
     def _send_answer(self, sdp: bytes | None) -> None:
         response = self._response(200, None, sdp)
         self._ensure_dialog(response)
+        # No offer in the INVITE: ours is in this 2xx and the ACK answers it (§13.2.1).
+        self._answer_in_ack = sdp is not None and sdp_of(self.invite) is None
         self.state = S.ESTABLISHED
         self.host.settled(self)
         self.transaction.respond(response)
@@ -356,7 +358,11 @@ class OutboundLeg(SipLeg):
             self.listener.leg_progress(self, response.status, response.reason, sdp)
 
     def _heard_answer(self, dialog: Dialog, response: Response) -> None:
-        self._ack(dialog, response)
+        if self.offer is None and sdp_of(response) is not None:
+            # Delayed offer: the 2xx offers, our ACK answers with what the caller says.
+            self._hold_ack(dialog, response, self.invite)
+        else:
+            self._send_ack(dialog, response, self.invite, None)
         self._adopt(dialog, early=False)
         self.dialog = dialog
         self.state = S.ESTABLISHED
@@ -385,18 +391,10 @@ class OutboundLeg(SipLeg):
         if early and self.dialog is None:
             self.dialog = dialog
 
-    def _ack(self, dialog: Dialog, response: Response) -> None:
-        local = self.host.local_address(self.destination.transport)
-        ack = dialog.build_ack(response, local.host, local.port, local.transport.upper(), invite=self.invite)
-        destination = self.destination
-        if dialog.route_set:
-            destination = dialog.next_hop().address() or destination
-        dialog.send_ack(ack, destination)
-
     def _end_unwanted(self, dialog: Dialog, response: Response) -> None:
         """A 2xx we no longer want (it crossed our CANCEL, or a second fork
         answered): ACK it, then BYE it at once."""
-        self._ack(dialog, response)
+        self._send_ack(dialog, response, self.invite, None)
         log.debug("ending unwanted dialog {dialog!r}", dialog=dialog)
         if self.host.dialog_owner(dialog) is None:
             self.host.dialog_started(dialog, self)

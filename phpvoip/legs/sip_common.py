@@ -7,6 +7,12 @@ A SIP leg is a `StateMachine` over `LegState`; each kind (`InboundLeg`,
 - ``keepalive_failed``: a probe got 408 or 481, the far end is gone;
 - ``no_ack``: our 2xx was never ACKed (§13.3.1.4).
 
+A delayed offer (an INVITE without SDP, RFC 3261 §13.2.1) puts the offer in the 2xx
+and the answer in the ACK. A leg that sent such a 2xx reports the ACK's answer with
+``leg_acked``; a leg that received one holds its ACK until the owner hands it the
+answer (`acknowledge`), or sends it bare after `ACK_HOLD` seconds so that the far
+end's 2xx retransmissions stop.
+
 In-dialog requests go to the first hop of the route set if there is one, else back
 to the address the dialog's INVITE came from or went to. That keeps phones behind
 NAT reachable; a Contact with an unresolvable host name then costs nothing.
@@ -72,6 +78,8 @@ class SipLeg(StateMachine):
     """The dialog side of a leg. Subclasses write `TABLE` and `peer_address`."""
 
     kind = "leg"
+    # How long an ACK waits for the answer of a delayed offer before it goes bare.
+    ACK_HOLD = 5.0
 
     def __init__(self, host: ILegHost) -> None:
         self.host = host
@@ -86,6 +94,9 @@ class SipLeg(StateMachine):
         self.peer_allow: str = ""  # the far end's Allow header, for keepalive choice
         self._keepalive: Any = None
         self._finished = False
+        self._answer_in_ack = False  # our 2xx carried an offer: its ACK brings the answer
+        self._held_ack: tuple[Dialog, Response, Request | None] | None = None
+        self._ack_timer: Any = None
         host.leg_started()
 
     def __repr__(self) -> str:
@@ -124,6 +135,7 @@ class SipLeg(StateMachine):
 
     def _send_bye(self, cause: Cause) -> None:
         """BYE with an RFC 3326 Reason; the dialog ends as it goes (§15.1.1)."""
+        self._release_ack(None)  # a held ACK first: the far end's 2xx must stop
         dialog = self.dialog
         if dialog is None or dialog.state.value == "terminated":
             return
@@ -153,14 +165,19 @@ class SipLeg(StateMachine):
                 return
             dialog = self.dialog
             if dialog is not None:
+                held = self._held_ack
+                if held is not None and held[1].cseq.seq == response.cseq.seq:
+                    return  # a 2xx retransmission while its ACK waits for the answer
                 dialog.receive_response(response)
                 if method == "INVITE" and response.status < 300 and dialog.state.value != "terminated":
-                    local = self.host.local_address(self._transport())
-                    ack = dialog.build_ack(response, local.host, local.port, local.transport.upper(),
-                                           invite=request)
-                    dialog.send_ack(ack, self._destination())
-                    if sdp_of(response) is not None:
+                    offered = sdp_of(response) is not None
+                    if offered:
                         self.remote_sdp = response.body
+                    if offered and not body:
+                        # A re-INVITE without SDP got an offer: the answer goes in the ACK.
+                        self._hold_ack(dialog, response, request)
+                    else:
+                        self._send_ack(dialog, response, request, None)
             if not d.called:
                 d.callback(LegReply(response.status, response.reason, response.body,
                                     response.get("Content-Type")))
@@ -254,6 +271,8 @@ class SipLeg(StateMachine):
             if request.method == "INVITE" and 200 <= answer.status < 300 and self.dialog is not None:
                 self.host.add_contact(response, self._transport(), self.local_party)
                 self.host.add_capabilities(response)
+                # An offer in our 2xx to a re-INVITE without one: the ACK answers it.
+                self._answer_in_ack = sdp_of(request) is None and sdp_of(response) is not None
                 transaction.respond(response)
                 self.dialog.answer(response, transaction.source, self.host.clock, self.host.timers,
                                    self._no_ack, send_first=False)
@@ -324,8 +343,63 @@ class SipLeg(StateMachine):
         return {self.peer_address.host, self._destination().host}
 
     def ack_received(self, ack: Request) -> None:
-        if self.dialog is not None:
-            self.dialog.receive_request(ack)
+        """The ACK of our 2xx. When that 2xx carried an offer, the ACK's body is the
+        answer (RFC 3264 §5): the owner hears it (None when the ACK had no SDP)."""
+        dialog = self.dialog
+        if dialog is None:
+            return
+        if dialog.receive_request(ack) and self._answer_in_ack:
+            self._answer_in_ack = False
+            sdp = sdp_of(ack)
+            if sdp is not None:
+                self.remote_sdp = sdp
+            if self.listener is not None:
+                self.listener.leg_acked(self, sdp)
+
+    # -- ACKs we send --------------------------------------------------------------------------
+
+    def _send_ack(self, dialog: Dialog, response: Response, invite: Request | None,
+                  sdp: bytes | None) -> None:
+        """ACK a 2xx to our INVITE (§13.2.2.4), with `sdp` as the answer to an offer
+        the 2xx carried."""
+        local = self.host.local_address(self._transport())
+        headers = [("Content-Type", SDP)] if sdp else []
+        ack = dialog.build_ack(response, local.host, local.port, local.transport.upper(),
+                               body=sdp or b"", headers=headers, invite=invite)
+        destination = self.peer_address
+        if dialog.route_set:
+            destination = dialog.next_hop().address() or destination
+        dialog.send_ack(ack, destination)
+
+    def _hold_ack(self, dialog: Dialog, response: Response, invite: Request | None) -> None:
+        """A 2xx brought an offer our INVITE did not make: its ACK must carry the
+        answer (RFC 3261 §13.2.1), which the owner gets from the other party."""
+        self._release_ack(None)
+        self._held_ack = (dialog, response, invite)
+        self._ack_timer = self.host.clock.callLater(self.ACK_HOLD, self._ack_hold_expired)
+
+    def acknowledge(self, sdp: bytes | None) -> None:
+        """Send the held ACK with the answer `sdp` (None: bare); nothing if none is held."""
+        self._release_ack(sdp)
+
+    def _ack_hold_expired(self) -> None:
+        self._ack_timer = None
+        log.info("{leg} of call {callID}: no answer for the offer in the 2xx after {seconds}s;"
+                 " ACK sent without one", leg=self.id, callID=self.dialog.call_id if self.dialog else "",
+                 seconds=self.ACK_HOLD)
+        self._release_ack(None)
+
+    def _release_ack(self, sdp: bytes | None) -> None:
+        held, self._held_ack = self._held_ack, None
+        timer, self._ack_timer = self._ack_timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+        if held is None:
+            return
+        dialog, response, invite = held
+        if dialog.state.value == "terminated":
+            return
+        self._send_ack(dialog, response, invite, sdp)
 
     # -- keepalive ----------------------------------------------------------------------------
 
@@ -399,6 +473,7 @@ class SipLeg(StateMachine):
         self._finished = True
         self.state = LegState.TERMINATED
         self._stop_keepalive()
+        self._release_ack(None)
         self.host.leg_finished(self)
 
 

@@ -101,6 +101,9 @@ class FakeLeg:
         self.hangups.append(cause)
         self.state = LegState.TERMINATED
 
+    def acknowledge(self, sdp: bytes | None) -> None:
+        self.requests.append(("ACK", sdp, None))
+
     def request(self, method: str, body: bytes, content_type: Any, headers: Any = ()) -> defer.Deferred:
         self.requests.append((method, body, content_type))
         return defer.succeed(LegReply(200, "OK"))

@@ -27,6 +27,9 @@ class Recorder:
     def leg_failed(self, leg, status, reason):
         self.events.append(("failed", status, reason))
 
+    def leg_acked(self, leg, sdp):
+        self.events.append(("acked", sdp))
+
     def leg_ended(self, leg, cause):
         self.events.append(("ended", cause.text))
 
@@ -146,3 +149,23 @@ def test_failure_mapping():
     assert failure_for_caller(302, "x")[0] == 480
     assert failure_for_caller(503, "x")[0] == 500
     assert failure_for_caller(486, "Busy Here") == (486, "Busy Here")
+
+
+def test_delayed_offer_between_local_legs():
+    """A caller without an offer: the callee offers in its answer, the caller answers
+    with its ACK (acknowledge) and the callee hears that answer (leg_acked)."""
+    clock = Clock()
+    inbound, caller_phone = local_pair()
+    outbound, callee_phone = local_pair()
+    caller, callee = Recorder(), Recorder()
+    caller_phone.listener, callee_phone.listener = caller, callee
+    record = CallRecord("c1", "cid", "1001", "2005", clock.seconds())
+    bridge = Bridge(record, inbound, outbound, clock, 30.0, 3600.0, [].append)
+    caller_phone.dial()
+    bridge.start()
+    assert callee_phone.remote_sdp is None
+    callee_phone.answer(b"offer from callee")
+    assert caller.events == [("answered", b"offer from callee")]
+    caller_phone.acknowledge(b"answer from caller")
+    assert callee.events == [("acked", b"answer from caller")]
+    assert inbound.remote_sdp == b"answer from caller" and bridge.state.value == "answered"

@@ -10,7 +10,7 @@ import pytest
 from twisted.logger import LogLevel, globalLogPublisher
 from zope.interface.verify import verifyObject
 
-from phpvoip.apps.echo import DELAYED_OFFER, Echo, EchoSettings, parse_settings
+from phpvoip.apps.echo import Echo, EchoSettings, parse_settings
 from phpvoip.config import CallSettings, ConfigError, Section
 from phpvoip.engine import Engine
 from phpvoip.interfaces import IApplication, IModule
@@ -19,7 +19,7 @@ from phpvoip.media.g711 import ulaw_encode
 from phpvoip.media.rtp import build_rtp
 from phpvoip.media.tones import tone
 from phpvoip.router import Router
-from phpvoip.sip.message import Request
+from phpvoip.sip.message import Request, parse
 from phpvoip.sip.sdp import parse_sdp
 from phpvoip.sip.timers import Timers
 from tests.unit.test_call_events import caller_request
@@ -167,11 +167,45 @@ def test_offer_without_g711_is_488_with_the_reason():
     assert all(not p.listening for p in reactor.ports.values()) and not echo.calls
 
 
-def test_delayed_offer_is_488():
-    """An INVITE without SDP is refused: the ACK's answer never reaches a local leg."""
+def sdp_ack(ok, body: bytes | None) -> bytes:
+    """The caller's ACK of `ok`, carrying `body` as the answer to the 200's offer."""
+    ack = parse(caller_request("ACK", ok, 1, "z9hG4bKack"))
+    if body is not None:
+        ack.add("Content-Type", "application/sdp")
+        ack.body = body
+    return bytes(ack)
+
+
+def test_delayed_offer_is_answered_from_the_ack():
+    """An INVITE without SDP gets the endpoint's offer in the 200; the answer in the ACK
+    says where to send, and what the caller sends there comes back to it."""
     engine, transport, reactor, echo, got = call(body=b"")
-    assert (got[-1].status, got[-1].reason) == (488, DELAYED_OFFER)
-    assert reactor.ports == {}
+    ok = got[-1]
+    assert ok.status == 200
+    [media] = parse_sdp(ok.body).media
+    [port] = reactor.ports.values()
+    assert media.port == port.number and media.connection == "127.0.0.1"
+    assert {c.name for c in media.rtpmap.values()} >= {"PCMU", "PCMA", "telephone-event"}
+    deliver(engine, sdp_ack(ok, offer_sdp(formats="0 101")))
+    sent = [ulaw_encode(tone((440.0 + 10 * i,), 0.02)) for i in range(20)]
+    for i, payload in enumerate(sent):
+        port.deliver(rtp(i, payload, marker=i == 0), FAR)
+        reactor.advance(0.02)
+    reactor.advance(0.1)
+    echoed = [p.payload for p in port.packets() if p.payload != b"\xff" * 160]
+    assert echoed == sent
+    assert {addr for _t, _d, addr in port.written} == {FAR}
+    assert requests(transport.take(), PHONE) == []  # no BYE: the call goes on
+
+
+def test_delayed_offer_without_an_answer_in_the_ack_ends_the_call():
+    """An ACK that brings no answer to the 200's offer leaves no usable media: BYE, port released."""
+    engine, transport, reactor, echo, got = call(body=b"")
+    transport.take()
+    deliver(engine, sdp_ack(got[-1], None))
+    [bye] = requests(transport.take(), PHONE)
+    assert bye.method == "BYE" and "488" in (bye.get("Reason") or "")
+    assert not echo.calls and all(not p.listening for p in reactor.ports.values())
 
 
 def test_no_free_port_is_503():

@@ -28,6 +28,9 @@ class Listener:
     def leg_ended(self, leg, cause):
         self.events.append(("ended", cause))
 
+    def leg_acked(self, leg, sdp):
+        self.events.append(("acked", sdp))
+
     def leg_request(self, leg, method, body, content_type, headers):
         self.events.append(("request", method))
         from twisted.internet import defer
