@@ -17,13 +17,14 @@ from phpvoip.media.rtp import build_rtp
 from tests.interop.conftest import sipp_args, wait_idle
 from tests.interop.test_echo_sipp import RtpPeer, payload, poll
 from tests.interop.test_media_relay_sipp import media_port
-from tests.interop.test_rtpengine import RtpEnd, local_port, wait_for
+from tests.interop.test_rtpengine import Daemon, RtpEnd, local_port, wait_for
 from tests.interop.test_trunk_flows import DEADLINE, trunk_config, wait_bound
 from tests.support import LOOPBACK, free_port
 
 pytestmark = pytest.mark.interop
 
 RELAY_PORTS = "45600-45639"  # outside free_port()'s range and the other media tests'
+RTPENGINE_PORTS = (45640, 45699)
 ECHO_PORTS = (31900, 31919)  # not the echo test's 31800-31839 nor the relay test's 31700-31739
 TALK_MS = 2000
 FROM_CALLER, FROM_CALLEE = 30, 20
@@ -40,6 +41,15 @@ def ends(reactor: Any):
     yield protocols
     for port in ports:
         port.stopListening()
+
+
+@pytest.fixture
+def rtpengine(tmp_path: Path):
+    """One rtpengine daemon on its own ng port and port range."""
+    daemon = Daemon(tmp_path, free_port(), RTPENGINE_PORTS)
+    daemon.start()
+    yield daemon
+    daemon.stop()
 
 
 def _trace(tmp_path: Path, scenario: str) -> str:
@@ -63,6 +73,8 @@ async def delayed_call(reactor: Any, sipp: str, switch: Any, peers: Any, tmp_pat
     caller_rtp, callee_rtp = ends
     uas_port = free_port()
     service = await switch(trunk_config(uas_port) + media)
+    # With rtpengine the ports are bound once it has answered the switch's ping.
+    assert await wait_for(reactor, lambda: service.running, 5.0)
     common = ("-m", "1", "-timeout", f"{int(DEADLINE) - 5}s", "-timeout_error", "-trace_msg")
     uas = peers.start(sipp_args(sipp, "delayed_uas.xml", uas_port, None, "-key", "rtpport",
                                 str(local_port(callee_rtp)), *common), deadline=DEADLINE)
@@ -75,7 +87,7 @@ async def delayed_call(reactor: Any, sipp: str, switch: Any, peers: Any, tmp_pat
     assert await wait_for(reactor, lambda: "ACK sip:" in _trace(tmp_path, "delayed_uas"), 10.0), uac.output
     [bridge] = engine.calls.values()
     session = bridge.session
-    relay_sides = (session.ports("a")[0], session.ports("b")[0]) if session is not None else None
+    relay_sides = (session.ports("a")[0], session.ports("b")[0]) if hasattr(session, "ports") else None
     caller_200 = message(_trace(tmp_path, "delayed_uac"), "SIP/2.0 200 OK")
     callee_ack = message(_trace(tmp_path, "delayed_uas"), "ACK sip:")
     to_caller_side = media_port(_trace(tmp_path, "delayed_uac"), "SIP/2.0 200 OK")
@@ -128,6 +140,22 @@ async def test_delayed_offer_through_the_relay(reactor: Any, sipp: str, switch: 
     assert media["a>b"]["packets"] == FROM_CALLER and media["b>a"]["packets"] == FROM_CALLEE
     totals = run["service"].engine.media.totals()
     assert (totals["port_pairs_in_use"], totals["sessions"]) == (0, 0)
+
+
+@pytest_twisted.ensureDeferred
+async def test_delayed_offer_through_rtpengine(reactor: Any, sipp: str, switch: Any, peers: Any,
+                                               tmp_path: Path, ends: Any, rtpengine: Any) -> None:
+    """media: rtpengine: the callee's offer goes to rtpengine as an offer from b, the
+    caller's ACK answer as an answer from a; each phone is given rtpengine's ports
+    and hears the other through them."""
+    run = await delayed_call(reactor, sipp, switch, peers, tmp_path, ends,
+                             f'media: {{mode: rtpengine, ng: "{rtpengine.ng}"}}\n')
+    caller_rtp, callee_rtp = ends
+    (host_a, port_a), (host_b, port_b) = run["to_caller_side"], run["to_callee_side"]
+    assert host_a == host_b == LOOPBACK
+    assert rtpengine.in_range(port_a) and rtpengine.in_range(port_b) and port_a != port_b
+    assert len(callee_rtp.received) == FROM_CALLER and len(caller_rtp.received) == FROM_CALLEE
+    assert run["service"].engine.media.sessions == 0
 
 
 @pytest_twisted.ensureDeferred
