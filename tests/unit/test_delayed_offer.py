@@ -219,3 +219,36 @@ def test_relay_refusing_the_ack_answer_ends_the_call():
     assert not engine.calls
 
 
+
+
+def test_reinvite_without_sdp_through_the_relay():
+    """Relay mode: the caller's re-INVITE without SDP; the callee's offer (a new port)
+    reaches the caller as the relay's side a, the caller's ACK answer reaches the
+    callee as side b, and RTP then goes to the callee's new port."""
+    reactor, transport = FakeReactor(), FakeTransport()
+    relay = RelayEngine(reactor, RELAY, (30040, 30059))
+    result(relay.start())
+    engine = Engine(transport, reactor, "127.0.0.1", (trunk(),), Router(()), Timers(),
+                    CallSettings(keepalive_interval=0), media=relay)
+    engine.start()
+    deliver(engine, invite(body=sdp(*ALICE)))
+    [out] = requests(transport.take(), BACKEND)
+    deliver(engine, answer(out, 200, body=sdp(*BOB)), BACKEND)
+    [ok] = [r for r in responses(transport.take(), PHONE) if r.status == 200]
+    deliver(engine, ack_with(ok, None))
+    transport.take()
+    [bridge] = engine.calls.values()
+    port_a, port_b = bridge.session.ports("a")[0], bridge.session.ports("b")[0]
+    deliver(engine, caller_request("INVITE", ok, 2, "z9hG4bKre3"))
+    [re_out] = [m for m in requests(transport.take(), BACKEND) if m.method == "INVITE"]
+    assert re_out.body == b""
+    deliver(engine, answer(re_out, 200, body=sdp(BOB[0], 5002)), BACKEND)
+    sent = transport.take()
+    assert requests(sent, BACKEND) == []
+    [ok2] = [r for r in responses(sent, PHONE) if r.status == 200 and r.cseq.method == "INVITE"]
+    assert ports_of(ok2.body) == (RELAY, [port_a])
+    deliver(engine, ack_with(ok2, sdp(*ALICE), cseq=2, branch="z9hG4bKack3"))
+    [ack] = requests(transport.take(), BACKEND)
+    assert ack.method == "ACK" and ports_of(ack.body) == (RELAY, [port_b])
+    reactor.deliver(port_a, rtp(1), ALICE)
+    assert [dest for _, dest in reactor.sent(port_b)] == [(BOB[0], 5002)]
