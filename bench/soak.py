@@ -20,7 +20,8 @@ keeps on purpose within bounds (ladders of the last 200 calls, records of the la
 1,000, one binding per user); idle is sampled after it has settled. After the load stops it
 waits for the switch to settle (transactions end 64*T1, 32 s, after their final
 answer) and checks each figure against its idle level: counts of live things must
-be back to idle exactly (GC objects within 5 %), descriptors back to idle, and RSS
+be back to idle exactly (GC objects, counted after a full collection at idle and
+after, within 5 %), descriptors back to idle, and RSS
 no higher than 10 % above what it was after the first fifth of the run (memory
 the allocator keeps once is fine; memory that keeps growing is a leak). It prints
 a table (idle, during: median and peak, after, verdict) and exits non-zero if any figure did not come back.
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -39,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -65,6 +68,17 @@ LIVE = {
     "server transactions": 'phpvoip_transactions_active{side="server"}',
 }
 GC_OBJECTS_COMMAND = "from phpvoip.stats import gc_objects; print(gc_objects())"
+# Idle and after: a full collection first (what the switch's own sweep does every
+# 10 minutes), so that cyclic garbage frozen by the GC tuning since its last sweep
+# is not counted as kept; what survives a full collection is what is really kept.
+# The registrars' expiry heaps are compacted first too: a refreshed binding leaves a
+# stale heap entry (with the old Binding) until the next rebuild, bounded at twice
+# the live bindings plus 1,024 (phpvoip.modules.bindings), which is kept by design.
+SETTLE_COMMAND = (
+    "_ = [m.bindings.compact() for m in engine.modules if hasattr(getattr(m, 'bindings', None), 'compact')]; "
+    "_freed = switch.gc_tuning.sweep(); "
+)
+SWEPT_GC_OBJECTS_COMMAND = SETTLE_COMMAND + GC_OBJECTS_COMMAND
 
 
 def write_users(work: Path, count: int) -> tuple[Path, Path]:
@@ -135,13 +149,31 @@ def fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-def sample(pid: int, metrics_port: int, manhole: Manhole) -> dict[str, float]:
-    """One row: RSS (MiB), descriptors, the live figures from /metrics, GC objects."""
+CENSUS_COMMAND = (
+    "import gc, collections, json; "
+    "print(json.dumps(collections.Counter(type(o).__qualname__ for o in gc.get_objects())))"
+)
+
+
+def census(manhole: Manhole) -> dict[str, int]:
+    """The switch's tracked objects by type (run right after a sweep: the frozen
+    ones are unfrozen then, so gc.get_objects() sees them all)."""
+    lines = manhole.run(SETTLE_COMMAND + "gc = __import__('gc'); gc.unfreeze(); "
+                        + CENSUS_COMMAND + "; gc.freeze()").split("\n")
+    for line in reversed(lines):
+        if line.startswith("{"):
+            return json.loads(line)
+    return {}
+
+
+def sample(pid: int, metrics_port: int, manhole: Manhole, sweep: bool = False) -> dict[str, float]:
+    """One row: RSS (MiB), descriptors, the live figures from /metrics, GC objects
+    (after a full collection when `sweep`)."""
     row: dict[str, float] = {"RSS MiB": status_kib(pid, "VmRSS") / 1024, "descriptors": fds(pid)}
     metrics = scrape(metrics_port)
     for name, key in LIVE.items():
         row[name] = metrics.get(key, 0.0)
-    answer = manhole.run(GC_OBJECTS_COMMAND).split()
+    answer = manhole.run(SWEPT_GC_OBJECTS_COMMAND if sweep else GC_OBJECTS_COMMAND).split()
     row["GC objects"] = float(answer[-1]) if answer and answer[-1].isdigit() else float("nan")
     return row
 
@@ -159,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--t1", type=float, default=0.5,
                         help="the switch's T1 in seconds (shorter: transactions end sooner after the load)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--census", action="store_true",
+                        help="also count the switch's objects by type at idle and after, and print what grew")
     args = parser.parse_args(argv)
 
     sipp = shutil.which("sipp")
@@ -189,6 +223,10 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(2.0)
         common = ["-i", LOOPBACK, "-buff_size", SIPP_BUFFER, "-nostdin", "-fd", "1",
                   "-trace_stat", "-trace_err"]
+        # The phones keep their address: warm-up and load register from one port,
+        # so the load refreshes the warm-up's bindings instead of adding a contact
+        # per user (which a soak would then count as kept).
+        phone_port = free_port()
 
         def load(name: str, calls: int, call_rate: float, hold: float, registrations: int,
                  reg_rate: float, every: float | None) -> None:
@@ -210,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
             )  # fmt: skip
             reg = subprocess.Popen(
                 [sipp, f"{LOOPBACK}:{port}", "-sf", str(ROOT / "bench" / "scenarios" / "register_digest.xml"),
-                 "-inf", str(inject), "-p", str(free_port()), "-r", str(reg_rate), "-m", str(registrations),
+                 "-inf", str(inject), "-p", str(phone_port), "-r", str(reg_rate), "-m", str(registrations),
                  *common, "-stf", f"{name}_reg.csv", "-timeout", timeout, "-timeout_error"],
                 cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
@@ -235,10 +273,16 @@ def main(argv: list[str] | None = None) -> int:
         # last 200 calls, the records of the last 1,000, a binding per user) fill up before "idle".
         load("warmup", 1100, max(args.call_rate, 200.0), 0.2, args.users, max(args.reg_rate, 100.0), None)
         time.sleep(args.settle)
-        idle = sample(switch.pid, metrics_port, manhole)
+        idle = sample(switch.pid, metrics_port, manhole, sweep=True)
+        idle_census = census(manhole) if args.census else {}
         load("soak", calls, args.call_rate, args.hold, registrations, args.reg_rate, args.sample)
         time.sleep(args.settle)
-        after = sample(switch.pid, metrics_port, manhole)
+        after = sample(switch.pid, metrics_port, manhole, sweep=True)
+        if args.census:
+            grown = Counter(census(manhole))
+            grown.subtract(idle_census)
+            print("  objects by type, after minus idle: " + ", ".join(
+                f"{name} {count:+d}" for name, count in grown.most_common(12) if count > 0), flush=True)
     finally:
         for peer in peers:
             stop(peer, signal.SIGKILL, 5)

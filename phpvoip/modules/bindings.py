@@ -224,6 +224,14 @@ class BindingTable:
                 break
             heapq.heappop(self._heap)  # stale: no need to wake up for it
 
+    def compact(self) -> int:
+        """Drop the heap's stale entries now (refreshed or removed bindings, which
+        otherwise wait for the next rebuild); returns how many went. For a soak
+        that counts what the switch really keeps."""
+        before = len(self._heap)
+        self._rebuild()
+        return before - len(self._heap)
+
     def _rebuild(self) -> None:
         self._heap = [(b.expires_at, next(self._sequence), b) for b in self]
         heapq.heapify(self._heap)
