@@ -51,6 +51,7 @@ from phpvoip.interfaces import (
 from phpvoip.legs.host import LegHost
 from phpvoip.legs.local import local_pair
 from phpvoip.legs.sip import InboundLeg, OutboundLeg
+from phpvoip.legs.sip_common import sdp_of
 from phpvoip.originate import OriginateFailed, Originator, originate_invite, placeholder_offer
 from phpvoip.router import Router
 from phpvoip.sip.address import Address
@@ -58,6 +59,7 @@ from phpvoip.sip.dialog import no_such_dialog
 from phpvoip.sip.headers import Via
 from phpvoip.sip.ids import new_branch
 from phpvoip.sip.message import Request, Response
+from phpvoip.sip.sdp import SdpError, parse_sdp
 from phpvoip.sip.timers import Timers
 from phpvoip.sip.transaction import ServerTransaction, TransactionLayer
 from phpvoip.sip.uas import accepts, check_request, request_tag
@@ -374,6 +376,11 @@ class Engine:
             # says it cannot take.
             self._refuse(call, record, 406, None, (("Accept", "application/sdp"),))
             return
+        problem = _bad_sdp(invite)
+        if problem is not None:
+            # In every media mode: a callee would refuse it too, after ringing.
+            self._refuse(call, record, 400, f"Bad SDP: {problem}")
+            return
         self.host.waiting[transaction] = call
         self._run_call(call, record)
 
@@ -588,3 +595,16 @@ def _same_party(invite: Request) -> bool:
     """DESIGN.md §1: an INVITE whose From and To name the same user is refused."""
     caller, callee = invite.from_.uri, invite.to.uri
     return bool(caller.user) and caller.user == callee.user and caller.host.lower() == callee.host.lower()
+
+
+def _bad_sdp(invite: Request) -> str | None:
+    """Why the INVITE's SDP body is not SDP (RFC 4566), or None (no SDP is fine:
+    a delayed offer)."""
+    body = sdp_of(invite)
+    if body is None:
+        return None
+    try:
+        parse_sdp(body)
+    except SdpError as e:
+        return e.reason
+    return None

@@ -347,8 +347,8 @@ def _check_line(line: str, in_media: bool) -> None:
         raise SdpError(f"bad origin line {line[:60]!r}")
     if kind in "ostvz" and in_media:
         raise SdpError(f"{kind}= line inside a media section")
-    if line.startswith("a=rtpmap:") and _rtpmap(line) is None:
-        raise SdpError(f"bad rtpmap line {line[:60]!r}")
+    # A malformed a=rtpmap (RFC 4475 esc01 has "a=rtpmap:31 LPC") is not refused:
+    # it names no codec, so `Media.rtpmap` leaves it out, and the rest stands.
 
 
 def _check_structure(sdp: SessionDescription) -> None:

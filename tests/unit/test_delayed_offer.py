@@ -16,6 +16,9 @@ from phpvoip.sip.message import Response, parse
 from phpvoip.sip.timers import Timers
 from tests.unit.test_call_events import caller_request
 from tests.unit.test_engine import (
+    ANSWER as VALID_ANSWER,
+)
+from tests.unit.test_engine import (
     BACKEND,
     PHONE,
     FakeTransport,
@@ -27,6 +30,9 @@ from tests.unit.test_engine import (
     responses,
     settle,
     trunk,
+)
+from tests.unit.test_engine import (
+    OFFER as VALID_OFFER,
 )
 from tests.unit.test_media_relay import FakeReactor, ports_of, result, rtp, sdp
 
@@ -140,9 +146,9 @@ def test_caller_ack_without_sdp_releases_a_bare_ack():
 def test_an_offer_in_the_invite_is_acked_at_once():
     """With an offer in the INVITE nothing is held: the 200 is ACKed without a body at once."""
     engine, transport, clock = make_engine(trunk())
-    deliver(engine, invite(body=b"v=0 offer\r\n"))
+    deliver(engine, invite(body=VALID_OFFER))
     [out] = requests(transport.take(), BACKEND)
-    deliver(engine, answer(out, 200, body=b"v=0 answer\r\n"), BACKEND)
+    deliver(engine, answer(out, 200, body=VALID_ANSWER), BACKEND)
     [ack] = requests(transport.take(), BACKEND)
     assert ack.method == "ACK" and ack.body == b""
 
@@ -151,9 +157,9 @@ def test_reinvite_without_sdp_relays_offer_and_answer():
     """An answered call: the caller's re-INVITE without SDP asks the callee for an offer;
     the callee's 200 offer reaches the caller, whose ACK answer reaches the callee."""
     engine, transport, clock = make_engine(trunk())
-    deliver(engine, invite(body=b"v=0 offer\r\n"))
+    deliver(engine, invite(body=VALID_OFFER))
     [out] = requests(transport.take(), BACKEND)
-    deliver(engine, answer(out, 200, body=b"v=0 answer\r\n"), BACKEND)
+    deliver(engine, answer(out, 200, body=VALID_ANSWER), BACKEND)
     [ok] = [r for r in responses(transport.take(), PHONE) if r.status == 200]
     deliver(engine, ack_with(ok, None))
     reinvite = parse(caller_request("INVITE", ok, 2, "z9hG4bKre2"))

@@ -44,7 +44,14 @@ class FakeTransport:
         return sent
 
 
-def invite(from_user="1001", to_user="2005", body=b"v=0\r\n", call_id=None, branch=None) -> bytes:
+# The smallest SDP body RFC 4566 allows (the engine refuses what is not SDP with 400).
+OFFER = (b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\n"
+         b"c=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n")
+ANSWER = (b"v=0\r\no=- 2 1 IN IP4 127.0.0.1\r\ns=-\r\n"
+          b"c=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 5000 RTP/AVP 0\r\n")
+
+
+def invite(from_user="1001", to_user="2005", body=OFFER, call_id=None, branch=None) -> bytes:
     call_id = call_id or f"call{next(_numbers)}"
     branch = branch or f"z9hG4bK{next(_numbers)}"
     return (
@@ -124,18 +131,18 @@ def test_provides_interfaces():
 def test_call_through_trunk_and_hangup():
     """INVITE in → 100 at once → INVITE out; 180/200 relayed; ACK; BYE ends both legs."""
     engine, transport, clock = make_engine(trunk())
-    deliver(engine, invite(body=b"v=0 offer\r\n"))
+    deliver(engine, invite(body=OFFER))
     sent = transport.take()
     assert [r.status for r in responses(sent, PHONE)] == [100]
     [out] = requests(sent, BACKEND)
-    assert out.method == "INVITE" and out.body == b"v=0 offer\r\n"
+    assert out.method == "INVITE" and out.body == OFFER
     assert out.call_id != "call1" and out.max_forwards == 69
     deliver(engine, answer(out, 180), BACKEND)
-    deliver(engine, answer(out, 200, body=b"v=0 answer\r\n"), BACKEND)
+    deliver(engine, answer(out, 200, body=ANSWER), BACKEND)
     sent = transport.take()
     assert [r.status for r in responses(sent, PHONE)] == [180, 200]
     ok = responses(sent, PHONE)[1]
-    assert ok.body == b"v=0 answer\r\n" and ok.contact[0].uri.host == "127.0.0.1"
+    assert ok.body == ANSWER and ok.contact[0].uri.host == "127.0.0.1"
     assert [r.method for r in requests(sent, BACKEND)] == ["ACK"]
     # The caller ACKs, then hangs up.
     ack = Request("ACK", ok.contact[0].uri)
@@ -351,3 +358,14 @@ def test_challenge_yields_to_a_module_that_knows_the_source():
     sent = responses(transport.take(), PHONE)
     assert [r.status for r in sent] == [100, 407]
     assert sent[1].get("Proxy-Authenticate").startswith("Digest")
+
+
+def test_invite_with_a_body_that_is_not_sdp_gets_400_with_the_reason():
+    """RFC 4566 checked before routing, in every media mode: the caller learns why
+    and nobody is dialled."""
+    engine, transport, clock = make_engine(trunk())
+    deliver(engine, invite(body=b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nm=audio 4000 RTP/AVP 0\r\n"))
+    sent = transport.take()
+    [refusal] = [r for r in responses(sent, PHONE) if r.status >= 200]
+    assert refusal.status == 400 and refusal.reason.startswith("Bad SDP: ")
+    assert requests(sent, BACKEND) == []

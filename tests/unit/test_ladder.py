@@ -266,7 +266,7 @@ def test_fork_branches_call_ids_are_noted():
 def test_unparsable_message_and_its_400_are_kept_by_call_id():
     """Bytes that do not parse are filed by a header scan, with the switch's 400."""
     switch = Switch()
-    broken = invite(call_id="broken-1").replace(b"Content-Length: 5", b"Content-Length: 50")
+    broken = invite(call_id="broken-1", body=b"v=0\r\n").replace(b"Content-Length: 5", b"Content-Length: 50")
     switch.send(broken)
     entries = switch.ladders.messages("broken-1")
     assert [(e.outgoing, e.label[:3]) for e in entries] == [(False, "INV"), (True, "400")]

@@ -19,9 +19,12 @@ from tests.unit.test_engine import (
 )
 
 TARGET = Address("udp", "127.0.0.1", 5090)
-SDP_A = b"v=0\r\no=alice 10 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nm=audio 4000 RTP/AVP 0\r\n"
-SDP_B = b"v=0\r\no=bob 20 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nm=audio 5000 RTP/AVP 0\r\n"
-SDP_C = b"v=0\r\no=carol 30 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nm=audio 6000 RTP/AVP 0\r\n"
+SDP_A = (b"v=0\r\no=alice 10 1 IN IP4 127.0.0.1\r\ns=-\r\n"
+         b"c=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n")
+SDP_B = (b"v=0\r\no=bob 20 1 IN IP4 127.0.0.1\r\ns=-\r\n"
+         b"c=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 5000 RTP/AVP 0\r\n")
+SDP_C = (b"v=0\r\no=carol 30 1 IN IP4 127.0.0.1\r\ns=-\r\n"
+         b"c=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\n")
 
 
 def trunk(name: str, address: Address, numbers: str, allow: str = "127.0.0.1") -> Trunk:
