@@ -14,7 +14,9 @@ per call), and the media address the switch gave each side is read back from SIP
 ``--duration`` seconds: per call 20 ms PCMU packets (172 bytes, PT 0, its own SSRC,
 seq and timestamp) from the caller's and the callee's socket to the switch's media
 ports, 50 packets/s each way on each leg, and counts what comes back out of the
-relay. The calls are then hung up by SIPp (BYE) and the next step starts.
+relay. The calls are then hung up by SIPp (BYE) and the next step starts. A first
+ladder with ``media: direct`` (SDP untouched, so the generator's sockets send to each
+other) is the baseline: what the generator and the machine hold with no relay at all.
 
 Per step it prints: packets sent and received (loss %, and the worst stream's), the
 added jitter (each packet's send-to-receive time minus its stream's minimum, p50 and
@@ -438,8 +440,10 @@ def media_ladder(sipp: str, mode: str, work: Path, steps: list[int],
     engine = Rtpengine(work, args.ports) if mode == "rtpengine" else None
     if engine is not None:
         media = f'{{mode: rtpengine, ng: "udp:{LOOPBACK}:{engine.ng_port}", timeout: 2}}'
-    else:
+    elif mode == "relay":
         media = f'{{mode: relay, ports: "{low}-{high}", rtp_timeout: 60}}'
+    else:  # the baseline: SDP untouched, the generator's sockets talk to each other
+        media = "{mode: direct}"
     switch = MediaSwitch(work, free_port(), media, mode)
     results: list[MediaStep] = []
     try:
@@ -490,7 +494,9 @@ def main() -> int:
     parser.add_argument("--pause", type=float, default=2.0, help="seconds between steps")
     parser.add_argument("--retries", type=int, default=1,
                         help="times a step that did not hold is run again before the ladder stops")
-    parser.add_argument("--only", default="relay,rtpengine", help="media modes: relay, rtpengine")
+    parser.add_argument("--only", default="direct,relay,rtpengine",
+                        help="media modes: direct (the baseline: RTP straight between the generator's "
+                             "sockets, what the generator and the machine hold alone), relay, rtpengine")
     parser.add_argument("--rates", default="200,400,600,700,800,900,1000,1200",
                         help="calls/s ladder with the relay on and off ('' skips it)")
     parser.add_argument("--rate-duration", type=float, default=5.0, help="seconds per calls/s step")
@@ -504,8 +510,8 @@ def main() -> int:
     if max(steps) * 4 > args.ports[1] - args.ports[0] + 1:
         parser.error(f"--ports {low}-{high} is too small for {max(steps)} calls (4 ports a call)")
     modes = [m for m in args.only.split(",") if m]
-    if set(modes) - {"relay", "rtpengine"}:
-        parser.error("--only: relay and/or rtpengine")
+    if not modes or set(modes) - {"direct", "relay", "rtpengine"}:
+        parser.error("--only: direct, relay and/or rtpengine")
     sipp = shutil.which("sipp")
     if sipp is None:
         print("sipp is not installed (apt-get install sip-tester)", file=sys.stderr)
@@ -555,6 +561,13 @@ def main() -> int:
         else:
             print(f"  {result.name:12} {best.rate:5d} calls/s  setup p99 {fmt(best.p99, 0)} ms  "
                   f"CPU {best.cpu:.0f}%  peak RSS {best.rss_peak_kib / 1024:.0f} MiB")
+    if len(rate_results) == 2:
+        direct = {s.rate: s for s in rate_results[0].steps if s.passed}
+        relay = {s.rate: s for s in rate_results[1].steps if s.passed}
+        for rate in sorted(set(direct) & set(relay)):
+            off, on = direct[rate], relay[rate]
+            print(f"  at {rate:5d} calls/s: CPU {off.cpu:.0f}% relay off, {on.cpu:.0f}% on; setup p99 "
+                  f"{fmt(off.p99, 0)} ms off, {fmt(on.p99, 0)} ms on")
     good = all(step is not None for step in held.values()) and all(r.best for r in rate_results)
     return 0 if good else 1
 

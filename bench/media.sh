@@ -5,7 +5,7 @@
 # until loss >= 1 % or added jitter p99 >= 5 ms; prints loss, jitter p50/p99, the
 # CPU of the switch, rtpengine and the generator, RSS; then calls/s with the relay
 # on against off (media: direct).
-#   bench/media.sh [--steps 100,200,...] [--duration 10] [--rate 200] [--only relay,rtpengine]
+#   bench/media.sh [--steps 100,200,...] [--duration 10] [--rate 200] [--only direct,relay,rtpengine]
 #                  [--rates 100,200,...|''] [--ports 61000-65499] [--keep]
 # Needs sipp (apt-get install sip-tester), rtpengine (apt-get install rtpengine-daemon)
 # and the project virtualenv (make venv).
