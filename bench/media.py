@@ -1,7 +1,7 @@
 """Relayed G.711 calls held at once: phpvoip's in-process relay against rtpengine, one run.
 
 Run through ``bench/media.sh``, or
-``.venv/bin/python bench/media.py [--steps 100,200,300,...] [--duration 10] [--only relay,rtpengine]``.
+``.venv/bin/python bench/media.py [--steps 100,200,...] [--duration 10] [--only direct,relay,rtpengine]``.
 
 For each media mode the real switch runs (``twistd -n phpvoip -c CONFIG``, a trunk
 carrying every call to SIPp's UAS, ``media: {mode: relay}`` or ``media: {mode:
