@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import shutil
 import signal
 import socket
@@ -53,10 +54,29 @@ TICKS = os.sysconf("SC_CLK_TCK")
 SIPP_BUFFER = "2097152"  # PEERS.md: below this SIPp drops packets itself under load
 
 
+_BENCH_PORTS = range(10000, 20000)  # below the tests' 20000-32767 and the ephemeral range
+_given: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
+    """A port free for both UDP and TCP on loopback now, never handed out twice by
+    this process, and outside the kernel's ephemeral range (where any socket bound
+    to port 0 could take it between this choice and its use: the soak's manhole or
+    metrics port was once taken so, and the switch exited before binding)."""
+    for _ in range(500):
+        port = random.choice(_BENCH_PORTS)
+        if port in _given:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp, \
+                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            try:
+                tcp.bind((LOOPBACK, port))
+                udp.bind((LOOPBACK, port))
+            except OSError:
+                continue
+        _given.add(port)
+        return port
+    raise RuntimeError("no free port found")
 
 
 def udp_bound(port: int) -> bool:

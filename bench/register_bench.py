@@ -39,9 +39,11 @@ LOOPBACK = "127.0.0.1"
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
+    """bench/calls.py's: free for TCP and UDP, outside the ephemeral range."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from calls import free_port as calls_free_port  # bench/ is not a package
+
+    return calls_free_port()
 
 
 def rss_kib(pid: int) -> int:
