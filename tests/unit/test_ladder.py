@@ -13,7 +13,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from zope.interface.verify import verifyObject
 
-from phpvoip.bridge import _note_call_ids
+from phpvoip.bridge_rebridge import note_call_ids
 from phpvoip.callrecord import CallRecord
 from phpvoip.config import CallSettings
 from phpvoip.engine import Engine
@@ -257,9 +257,9 @@ def test_fork_branches_call_ids_are_noted():
         branches = [Dialled("branch-1"), Dialled("branch-2")]
 
     record = CallRecord("call-x", "in", "a", "b", 0.0, sip_call_ids=["in"])
-    _note_call_ids(record, Fork())
-    _note_call_ids(record, object())
-    _note_call_ids(record, Dialled("branch-1"))
+    note_call_ids(record, Fork())
+    note_call_ids(record, object())
+    note_call_ids(record, Dialled("branch-1"))
     assert record.sip_call_ids == ["in", "branch-1", "branch-2"]
 
 
