@@ -96,7 +96,7 @@ class Rebridging:
         # as a fresh, un-held session (its hold may have been for the old party).
         offer = keep.remote_sdp
         if self.session is not None:
-            self._sides[joining] = chr(ord("a") + len(self._sides))
+            self._side(joining)  # the next letter: "c", "d"…
         self._join_timer = self.clock.callLater(
             self.ring_timeout if ring_timeout is None else ring_timeout, self._event, "ring_timeout"
         )

@@ -208,16 +208,17 @@ def ping_before_start(ng: str, timeout: float = 1.0, retries: int = 2) -> str | 
         sock.settimeout(timeout)
         for _ in range(retries + 1):
             try:
-                sock.sendto(request, (host, port))
-                while True:
-                    data = sock.recv(65535)
-                    head, _, body = data.partition(b" ")
-                    if head == cookie:
-                        break
+                # Connected: the kernel drops datagrams from anyone but rtpengine, so
+                # one bounded recv per try is all the waiting there is.
+                sock.connect((host, port))
+                sock.send(request)
+                head, _, body = sock.recv(65535).partition(b" ")
             except (TimeoutError, ConnectionRefusedError):
                 continue  # refused: nothing listens (ICMP); asked again like a lost reply
             except OSError as e:
                 return f"rtpengine at {ng}: {e.strerror or e}"
+            if head != cookie:
+                continue  # not an answer to this ping
             try:
                 result = decode(body).get(b"result") if body else None
             except (ValueError, AttributeError):
