@@ -22,6 +22,8 @@ from zope.interface import Attribute, Interface
 __all__ = [
     "CallRejected",
     "Cause",
+    "CallGone",
+    "IAppCall",
     "IApplication",
     "ICallLeg",
     "ICallLegListener",
@@ -354,6 +356,94 @@ class IApplication(IModule):
     `callin()` returns one leg of a pair."""
 
     number = Attribute("The number the application answers on.")
+
+
+class IAppCall(Interface):
+    """One call as a terminal application sees it (`phpvoip.apps.base`): the
+    application's end of a local leg pair plus the RTP endpoint it speaks through.
+
+    Every action returns a Deferred (or nothing) and never blocks, so a whole call
+    can be written as one ``async def`` run with ``defer.ensureDeferred``. When the
+    caller hangs up, every pending Deferred of the call fails with `CallGone` and
+    `ended` fires; an application need not check after each step.
+
+    Digits (RFC 4733 or SIP INFO) are kept in arrival order in one buffer: a digit
+    that interrupts a `play` is not lost but is the first one `collect` returns, so
+    an extension typed during a greeting is dialled whole."""
+
+    id = Attribute("The switch's id of the call (its CallRecord's, as in the manhole).")
+    caller = Attribute("The calling party's user part (a number), '' if none.")
+    number = Attribute("The number that was dialled (the To user after routing).")
+    answered = Attribute("True once `answer()` has fired.")
+    ended = Attribute("A Deferred firing with the ending `Cause` when the call is over, "
+                      "whoever ended it (hang-up, transfer away, max duration).")
+
+    def answer():
+        """Answer the call (200 with the endpoint's SDP). Fires when answered (for
+        a delayed offer: when the ACK's answer has been taken)."""
+
+    def ringing():
+        """Send 180 Ringing to the caller before answering (optional)."""
+
+    def play(prompt, interruptible=False, loop=False):
+        """Play `prompt`: a prompt name (`phpvoip.media.prompts`), a WAV path, PCM
+        bytes (a tone), or a list of those, one after the other. Fires with None
+        when played (or stopped by another play, `hold` or `stop`), or with the
+        digit that interrupted it when `interruptible`; the digit stays buffered
+        for `collect`."""
+
+    def stop():
+        """Stop what is playing (its Deferred fires with None)."""
+
+    def collect(max_digits=1, timeout=10.0, inter_digit_timeout=2.0, terminator="#"):
+        """Fire with the digits typed: buffered ones first, until `max_digits`,
+        the `terminator` (not included), `timeout` seconds without a first digit
+        or `inter_digit_timeout` seconds after the last. Fires with '' when
+        nothing was typed."""
+
+    def flush_digits():
+        """Forget buffered digits (e.g. before a prompt that must not be skipped)."""
+
+    def record(path, max_seconds=60.0, terminator="#", silence_seconds=None):
+        """Record what the caller says to a WAV at `path` until `max_seconds`, the
+        `terminator` digit, or (when set) that many seconds of silence. Fires with
+        the seconds recorded."""
+
+    def hold(music=None):
+        """Play music on hold (the bundled music when None) in a loop until the
+        next `play`, `stop` or the end of the call. Returns at once."""
+
+    def transfer(number):
+        """Blind transfer: route `number` as a call from the caller, through the
+        router and the modules (an extension, a queue, an outside line, another
+        application) and hand the caller over when it answers; the application
+        is done with this call at once. If the target fails, the caller is hung
+        up with the target's status. Fires with None when handed over or ended."""
+
+    def bridge(numbers, ring_timeout=None):
+        """Supervised: ring `numbers` (one number, or a list to ring all at once)
+        while the caller keeps hearing what this call plays (ringback by default
+        when nothing plays), and connect the caller to the first that answers.
+        Fires with the number that answered, after which the application is out
+        of the call (`ended` fires with the transfer cause). Fails with
+        `phpvoip.bridge.RebridgeFailed` (status, reason, and `failures`: number ->
+        (status, reason)) when none answered within `ring_timeout` seconds (408)
+        or all refused: the caller stays with the application, which may go on."""
+
+    def hangup(cause=None):
+        """End the call (BYE, or a refusal with the cause's status when not yet
+        answered). Idempotent."""
+
+    def on_digit(callback):
+        """Also call ``callback(digit)`` for every digit received, as it comes."""
+
+
+class CallGone(Exception):
+    """The call of an `IAppCall` is over: what its pending actions fail with."""
+
+    def __init__(self, cause: Cause | None = None) -> None:
+        super().__init__(str(cause) if cause is not None else "call ended")
+        self.cause = cause
 
 
 class IRouter(Interface):
