@@ -7,7 +7,8 @@ BIN    := $(VENV)/bin
 CONFIG ?= etc/phpvoip.yaml
 # Debian packages of the real peers the interop tests talk to: command -> package.
 PEERS  := sipp:sip-tester kamailio:kamailio baresip:baresip tshark:tshark ssh:openssh-client \
-          svmap:sipvicious ip:iproute2 nft:nftables rtpengine:rtpengine-daemon
+          svmap:sipvicious ip:iproute2 nft:nftables rtpengine:rtpengine-daemon \
+          chromium:chromium chromedriver:chromium-driver
 
 .PHONY: run test lint unit interop bench peers venv clean
 
