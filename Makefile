@@ -53,6 +53,11 @@ peers:
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing baresip-core; \
 	fi
 
+# The bundled prompts in phpvoip/sounds/ (committed): espeak-ng + sox, or tones without them.
+.PHONY: sounds
+sounds: venv
+	$(BIN)/python tools/make_sounds.py
+
 bench: venv peers
 	$(BIN)/python bench/parse.py
 	PYTHON=$(BIN)/python bench/calls.sh

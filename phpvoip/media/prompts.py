@@ -30,7 +30,7 @@ NAMES: tuple[str, ...] = (
     "closed", "operator", "please-hold",
     *(f"number-{n}" for n in range(20)),
     *(f"number-{n}" for n in range(20, 100, 10)),
-    "hundred", "minute", "minutes",
+    "hundred", "minute", "minutes", "star", "pound",
     "queue-welcome", "queue-position", "queue-wait", "queue-leave", "queue-full",
     "agent-logged-in", "agent-logged-out", "agent-paused", "agent-unpaused", "beep",
 )
