@@ -22,3 +22,7 @@ echo = ModuleType(
     "echo", "a terminal application that plays callers back what they say",
     "phpvoip.apps.echo", "Echo",
 )
+queue = ModuleType(
+    "queue", "an agent queue: callers wait with music, agents are offered calls by a strategy",
+    "phpvoip.apps.queue", "Queue",
+)
