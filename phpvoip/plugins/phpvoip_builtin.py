@@ -26,3 +26,7 @@ queue = ModuleType(
     "queue", "an agent queue: callers wait with music, agents are offered calls by a strategy",
     "phpvoip.apps.queue", "Queue",
 )
+attendant = ModuleType(
+    "attendant", "an auto attendant: menus from YAML, direct dialling, business hours",
+    "phpvoip.apps.attendant", "Attendant",
+)
