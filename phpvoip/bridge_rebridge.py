@@ -27,12 +27,17 @@ TRANSFERRED = Cause(None, "Call transferred", "local")
 
 
 class RebridgeFailed(Exception):
-    """The new leg of a re-bridge did not answer: `status` and `reason` say why."""
+    """The new leg of a re-bridge did not answer: `status` and `reason` say why.
 
-    def __init__(self, status: int, reason: str) -> None:
+    `failures` maps each number tried to its own ``(status, reason)`` when an
+    application rang several (`IAppCall.bridge`); empty otherwise."""
+
+    def __init__(self, status: int, reason: str,
+                 failures: dict[str, tuple[int, str]] | None = None) -> None:
         super().__init__(f"{status} {reason}")
         self.status = status
         self.reason = reason
+        self.failures = dict(failures or {})
 
 
 def note_call_ids(record: CallRecord, leg: Any) -> None:

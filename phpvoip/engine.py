@@ -216,14 +216,17 @@ class Engine:
             bridge.hangup(cause)
 
     def rebridge(self, call_id: str, keep: Any, joining: Any, by: str = "switch", module: str = "",
-                 on_progress: Any = None) -> defer.Deferred:
+                 on_progress: Any = None, ring_timeout: float | None = None) -> defer.Deferred:
+        """`ring_timeout` (seconds) replaces the calls' ring timeout for `joining`."""
         bridge = self.calls.get(call_id)
         if bridge is None:
+            joining.hangup(Cause(481, "No such call", "local"))
             return defer.fail(RebridgeFailed(481, "No such call"))
-        return bridge.rebridge(keep, joining, by, module, on_progress=on_progress)
+        return bridge.rebridge(keep, joining, by, module, ring_timeout, on_progress)
 
     def transfer(self, call_id: str, keep: Any, target: Any, by: str = "switch",
-                 referred_by: str | None = None, on_progress: Any = None) -> defer.Deferred:
+                 referred_by: str | None = None, on_progress: Any = None,
+                 ring_timeout: float | None = None) -> defer.Deferred:
         bridge = self.calls.get(call_id)
         if bridge is None:
             return defer.fail(RebridgeFailed(481, "No such call"))
@@ -231,9 +234,18 @@ class Engine:
 
         def found(answer: tuple[Any, str]) -> defer.Deferred:
             leg, module = answer
-            return bridge.rebridge(keep, leg, by, module, on_progress=on_progress)
+            return bridge.rebridge(keep, leg, by, module, ring_timeout, on_progress)
 
         return d.addCallback(found)
+
+    def destination(self, call_id: str, keep: Any, target: Any) -> defer.Deferred:
+        """The outbound leg (not dialled) that `transfer` would ring for `target`,
+        as ``(leg, module name)``: for an application that rings several numbers
+        at once in one fork. Fails with `RebridgeFailed` (404 when none takes it)."""
+        bridge = self.calls.get(call_id)
+        if bridge is None:
+            return defer.fail(RebridgeFailed(481, "No such call"))
+        return self._destination_for(bridge, keep, target, None)
 
     def _destination_for(self, bridge: Bridge, keep: Any, target: Any,
                          referred_by: str | None) -> defer.Deferred:
@@ -391,11 +403,17 @@ class Engine:
         call = IncomingCall(invite, None, None, invite.call_id, {}, record.id)
         return self._run_call(call, record)
 
-    def originate(self, from_user: str, to_user: str) -> defer.Deferred:
+    def originate(self, from_user: str, to_user: str, app: str | None = None) -> defer.Deferred:
         """Click to dial: ring `from_user` (routed like any call to that number) and
         once it answers, connect it to `to_user` (routed as a call from it, as a
         transfer is). Fires with the call's id when `to_user` has answered; fails
-        with `OriginateFailed` when either does not answer (nothing is left up)."""
+        with `OriginateFailed` when either does not answer (nothing is left up).
+
+        With `app` (the name of an application module), the application places a
+        call from `from_user` (the caller id shown) to `to_user` and its ``run``
+        gets the call when `to_user` answers."""
+        if app is not None:
+            return self._originate_for(app, from_user, to_user)
         invite = originate_invite(from_user, to_user, self.domain, self.host.new_call_id())
         record = self._open_record(invite, None)
         call = IncomingCall(invite, None, None, invite.call_id, {"originate": to_user}, record.id)
@@ -403,6 +421,30 @@ class Engine:
         placeholder.offer = placeholder_offer(self.local_address("udp").host)
         placeholder.dial()
         return Originator(self, record, placeholder, to_user, self._run_call(call, record, switch_side)).done
+
+    def _originate_for(self, app: str, from_user: str, to_user: str) -> defer.Deferred:
+        module = next((m for m in self.modules if m.name == app and hasattr(m, "place")), None)
+        if module is None:
+            return defer.fail(OriginateFailed(404, f"No application {app!r}"))
+        invite = transfer_request(to_user, None, self.domain, self.host.new_call_id())
+        invite.from_.uri.user = from_user
+        record = self._open_record(invite, None)
+        call = IncomingCall(invite, None, None, invite.call_id, {"app": app}, record.id)
+        answered = module.place(invite.call_id, from_user)
+
+        def not_placed(failure: Failure) -> None:
+            module.forget(invite.call_id)
+            if answered.called:
+                return
+            if failure.check(CallRejected):
+                answered.errback(OriginateFailed(failure.value.status, failure.value.reason or "Refused"))
+            elif failure.check(NotMine):
+                answered.errback(OriginateFailed(404, "Not Found"))
+            else:
+                answered.errback(OriginateFailed(500, failure.getErrorMessage()))
+
+        self._run_call(call, record).addErrback(not_placed)
+        return answered
 
     def _run_call(self, call: IncomingCall, record: CallRecord, inbound_leg: Any = None) -> defer.Deferred:
         """callin → route → callout → bridge; `inbound_leg` is the caller's leg when

@@ -209,14 +209,22 @@ class Shell:
         and which module would take it out, without placing it."""
         print("\n".join(inspect.explain_route(self.engine, str(from_user), str(to_user))))
 
-    def originate(self, from_user: Any, to_user: Any) -> defer.Deferred:
-        """originate(from, to): ring `from` (e.g. a registered phone) and, when it
-        answers, connect it to `to`. Shows the call id once both talk, or why not."""
+    def originate(self, from_user: Any, to_user: Any, app: str | None = None) -> defer.Deferred:
+        """originate(from, to, app=None): ring `from` (e.g. a registered phone) and,
+        when it answers, connect it to `to`. With `app` (an application module's
+        name) the application calls `to`, showing `from` as the caller, and runs the
+        call once `to` answers. Shows the call id once connected, or why not."""
         from_user, to_user = str(from_user), str(to_user)
-        print(f"ringing {from_user}, then {to_user}")
-        d = self.engine.originate(from_user, to_user)
+        if app is None:
+            print(f"ringing {from_user}, then {to_user}")
+            d = self.engine.originate(from_user, to_user)
+        else:
+            print(f"{app} calls {to_user} as {from_user}")
+            d = self.engine.originate(from_user, to_user, app=str(app))
 
         def connected(call_id: str) -> str:
+            if app is not None:
+                return f"{call_id}: {to_user} answered {app}"
             return f"{call_id}: {from_user} and {to_user} connected"
 
         def failed(failure: Failure) -> str:

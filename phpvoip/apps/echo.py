@@ -16,24 +16,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from twisted.internet import defer
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from phpvoip.interfaces import NORMAL_CLEARING, Cause, IApplication, LegReply, MediaUnavailable, NotMine
+from phpvoip.apps.answering import MediaLeg
+from phpvoip.apps.settings import port_range
+from phpvoip.interfaces import NORMAL_CLEARING, Cause, IApplication, NotMine
 from phpvoip.legs.local import LocalLeg, local_pair
-from phpvoip.media.endpoint import RtpEndpoint
 from phpvoip.media.pacer import Pacer
 from phpvoip.settings import Section
 from phpvoip.sip.message import Request
-from phpvoip.sip.sdp import SdpError
-from phpvoip.sip.sdp_offer import NotAcceptable
 
 __all__ = ["Echo", "EchoSettings", "parse_settings"]
 
 log = Logger()
-
-SDP = "application/sdp"
 
 @dataclass(frozen=True)
 class EchoSettings:
@@ -45,55 +41,34 @@ class EchoSettings:
     weight: int = 80
 
 
-def _port_range(section: Section, name: str, default: str) -> tuple[int, int]:
-    text = section.string(name, default)
-    low, sep, high = text.partition("-")
-    try:
-        first, last = int(low), int(high if sep else low)
-    except ValueError:
-        raise section.error(name, f"must be a port range like {default!r}, not {text!r}") from None
-    if not 1 <= first <= last <= 65535:
-        raise section.error(name, f"must be a range of ports 1-65535, low first, not {text!r}")
-    if first == last and first % 2:
-        raise section.error(name, f"needs an even port (RTP, RFC 3550 §11), not {text!r}")
-    return first, last
-
-
 def parse_settings(section: Section) -> EchoSettings:
     return EchoSettings(
         number=section.string("number"),
         max_duration=float(section.number("max_duration", 60.0, minimum=0.1)),
         answer_after=float(section.number("answer_after", 0.0, minimum=0)),
-        ports=_port_range(section, "ports", "31000-31099"),
+        ports=port_range(section, "ports", "31000-31099"),
         address=section.string("address", "127.0.0.1"),
         weight=section.integer("weight", 80),
     )
 
 
-class _EchoCall:
-    """One call to the echo: its leg, its endpoint and its one timer."""
+class _EchoCall(MediaLeg):
+    """One call to the echo: its leg, its endpoint (`MediaLeg`) and its one timer."""
 
-    __slots__ = ("echo", "leg", "call_id", "endpoint", "timer", "answer_sdp")
+    __slots__ = ("timer",)
 
     def __init__(self, echo: Echo, leg: LocalLeg, call_id: str) -> None:
-        self.echo = echo
-        self.leg = leg
-        self.call_id = call_id
-        self.endpoint: RtpEndpoint | None = None
+        super().__init__(echo, leg, call_id)
         self.timer: Any = None
-        self.answer_sdp = b""
-        leg.listener = self
 
     def _schedule(self, delay: float, action: Any) -> None:
         self._cancel()
-        self.timer = self.echo.reactor.callLater(delay, action)
+        self.timer = self.app.reactor.callLater(delay, action)
 
     def _cancel(self) -> None:
         if self.timer is not None and self.timer.active():
             self.timer.cancel()
         self.timer = None
-
-    # -- the incoming call -------------------------------------------------------------
 
     def ring(self, leg: LocalLeg) -> None:
         # Never answer or refuse from inside the dial that rang us: the bridge is mid-event.
@@ -102,120 +77,38 @@ class _EchoCall:
     def take(self) -> None:
         """Refuse what cannot be echoed; otherwise answer (after a ring)."""
         self.timer = None
-        leg, settings = self.leg, self.echo.settings
-        try:
-            endpoint = RtpEndpoint(self.echo.reactor, settings.address, settings.ports,
-                                   pacer=self.echo.pacer, send_silence=False)
-        except MediaUnavailable as e:
-            log.warn("echo {name}: call {callID} refused: {reason}", name=self.echo.name,
-                     callID=self.call_id, reason=str(e))
-            self._refuse(503, "No media port")
+        if not self.open_media():
             return
-        self.endpoint = endpoint
-        try:
-            # Negotiated now, so a bad offer is refused before ringing; nothing is
-            # sent (no silence) and what arrives is not echoed until the answer.
-            # No offer (RFC 3264 §5 delayed offer): ours goes in the 200 and the
-            # caller's answer comes with its ACK (leg_acked).
-            self.answer_sdp = endpoint.answer(leg.remote_sdp) if leg.remote_sdp else endpoint.offer()
-        except (NotAcceptable, SdpError) as e:
-            self._refuse(e.status, e.reason)
-            return
+        settings = self.app.settings
         if settings.answer_after > 0:
-            leg.progress(180, "Ringing", None)
+            self.leg.progress(180, "Ringing", None)
         self._schedule(settings.answer_after, self.answer)
-
-    def _refuse(self, status: int, reason: str) -> None:
-        log.debug("echo {name}: call {callID} refused {status} {reason}", name=self.echo.name,
-                  callID=self.call_id, status=status, reason=reason)
-        self.leg.reject(status, reason)
-        self.finish()
 
     def answer(self) -> None:
         """Start echoing and answer; the call ends by itself after max_duration."""
         self.timer = None
         endpoint = self.endpoint
         assert endpoint is not None
-        endpoint.send_silence = True  # keeps a NAT binding open while the caller is quiet
         endpoint.on_audio = endpoint.send_audio
         endpoint.on_dtmf = self.digit
-        self.leg.answer(self.answer_sdp)
-        self._schedule(self.echo.settings.max_duration, self.hangup)
+        self.send_answer()
+        self._schedule(self.app.settings.max_duration, self.hangup)
 
     def hangup(self) -> None:
         self.timer = None
-        log.debug("echo {name}: call {callID} reached max_duration", name=self.echo.name,
+        log.debug("echo {name}: call {callID} reached max_duration", name=self.app.name,
                   callID=self.call_id)
-        self.leg.hangup(NORMAL_CLEARING)
-        self.finish()
+        self.hang_up(NORMAL_CLEARING)
 
     def digit(self, digit: str, duration_ms: int) -> None:
-        log.debug("echo {name}: call {callID} digit {digit} ({duration} ms)", name=self.echo.name,
+        log.debug("echo {name}: call {callID} digit {digit} ({duration} ms)", name=self.app.name,
                   callID=self.call_id, digit=digit, duration=duration_ms)
 
-    def finish(self) -> None:
+    def finish(self, cause: Cause) -> None:
         """The call is over, whoever ended it: drop the timer, release the port."""
         self._cancel()
-        endpoint, self.endpoint = self.endpoint, None
-        if endpoint is not None:
-            endpoint.close()
-        self.echo.calls.discard(self)
-
-    # -- what the caller's side does (ICallLegListener) -----------------------------------
-
-    def leg_progress(self, leg: LocalLeg, status: int, reason: str, sdp: bytes | None) -> None:
-        pass
-
-    def leg_answered(self, leg: LocalLeg, sdp: bytes | None) -> None:
-        pass  # the echo never dials
-
-    def leg_failed(self, leg: LocalLeg, status: int, reason: str) -> None:
-        self.finish()  # the caller gave up before the answer
-
-    def leg_acked(self, leg: LocalLeg, sdp: bytes | None) -> None:
-        """The caller's answer to the offer in our 200 (an INVITE or re-INVITE
-        without SDP): the endpoint sends to where it says. An ACK without an
-        answer, or one that agrees on nothing we can send, ends the call."""
-        endpoint = self.endpoint
-        if endpoint is None:
-            return
-        try:
-            if sdp is None:
-                raise NotAcceptable("no answer in the ACK")
-            endpoint.accept_answer(sdp)
-        except (NotAcceptable, SdpError, ValueError) as e:
-            log.info("echo {name}: call {callID}: answer in the ACK refused: {error}", name=self.echo.name,
-                     callID=self.call_id, error=str(e))
-            self.leg.hangup(Cause(488, "Not Acceptable Here", "local"))
-            self.finish()
-
-    def leg_ended(self, leg: LocalLeg, cause: Any) -> None:
-        self.finish()
-
-    def leg_request(self, leg: LocalLeg, method: str, body: bytes, content_type: Any,
-                    headers: Any) -> defer.Deferred:
-        return defer.succeed(self._in_dialog(method, body, content_type))
-
-    def _in_dialog(self, method: str, body: bytes, content_type: Any) -> LegReply:
-        endpoint = self.endpoint
-        if endpoint is None:
-            return LegReply(481, "Call/Transaction Does Not Exist")
-        if method == "INFO":
-            endpoint.info(str(content_type or ""), body)
-            return LegReply(200, "OK")
-        if method not in ("INVITE", "UPDATE"):
-            return LegReply(200, "OK")
-        if body and (content_type or SDP).split(";")[0].strip().lower() == SDP:
-            # Hold, unhold, a new address: the endpoint answers and follows.
-            try:
-                return LegReply(200, "OK", endpoint.answer(body), SDP)
-            except (NotAcceptable, SdpError) as e:
-                return LegReply(e.status, e.reason)
-        if method == "INVITE":
-            # An offerless re-INVITE wants an offer in our 200 (RFC 3264 §5); its
-            # answer comes with the ACK (leg_acked).
-            return LegReply(200, "OK", endpoint.offer(), SDP)
-        return LegReply(200, "OK")
+        super().finish(cause)
+        self.app.calls.discard(self)
 
 
 @implementer(IApplication)

@@ -123,6 +123,7 @@ class ForkLeg(StateMachine):
         self.remote_sdp: bytes | None = None
         self.winner: Any = None
         self.failures: list[tuple[int, str]] = []
+        self.outcomes: dict[int, tuple[int, str]] = {}  # branch index -> its own failure
         self._live = set(range(len(self.branches)))  # indexes still ringing
         self._early: Any = None  # the branch whose early media is relayed
         self._last_progress: int | None = None
@@ -280,6 +281,7 @@ class ForkLeg(StateMachine):
             return  # a branch we cancelled, or one that already ended
         self._live.discard(index)
         self.failures.append((status, reason))
+        self.outcomes[index] = (status, reason)
         if self._live:
             return
         self.state = S.TERMINATED
