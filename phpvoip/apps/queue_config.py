@@ -1,0 +1,153 @@
+"""The settings of a `type: queue` module and their parser.
+
+Every key has a default but `number`; a bad value names the file, the key and the
+problem (`phpvoip.settings.Section`). Times are seconds; 0 turns a limit off.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from phpvoip.apps.settings import AppSettings, app_settings
+from phpvoip.settings import Section
+
+__all__ = ["STRATEGIES", "AgentSettings", "FeatureCodes", "QueueSettings", "parse_settings"]
+
+STRATEGIES = ("ring-all", "round-robin", "longest-idle", "fewest-calls", "random", "linear")
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSettings:
+    """One agent's timers: how long its phone rings, how long it rests after a
+    missed offer, how long it writes up after a call."""
+
+    number: str
+    ring_timeout: float = 15.0
+    retry_delay: float = 5.0
+    wrapup: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureCodes:
+    """What an agent dials to log in, log out and toggle pause. Each may be
+    followed by a queue's number to act on that queue only (``*45700``)."""
+
+    login: str = "*45"
+    logout: str = "*46"
+    pause: str = "*47"
+
+    def match(self, dialled: str) -> tuple[str, str] | None:
+        """``(action, queue number or '')`` for a dialled number, or None."""
+        for action, code in (("login", self.login), ("logout", self.logout), ("pause", self.pause)):
+            if code and dialled.startswith(code):
+                return action, dialled[len(code):]
+        return None
+
+
+QUEUE_PORTS = "21000-21999"  # RTP for waiting callers: 500 at once
+
+
+@dataclass(frozen=True, kw_only=True)
+class QueueSettings(AppSettings):
+    """What `parse_settings` reads (the shared application keys included)."""
+
+    strategy: str = "ring-all"
+    agents: tuple[AgentSettings, ...] = ()  # static: logged in from the start
+    dynamic_agents: tuple[str, ...] = ()  # may log in with the feature codes; "any": anyone
+    ring_timeout: float = 15.0
+    retry_delay: float = 5.0
+    wrapup: float = 0.0
+    max_no_answer: int = 3  # missed offers in a row before the agent is paused; 0: never
+    announce_frequency: float = 30.0  # position and wait announcements; 0: off
+    exit_digit: str = ""
+    exit_to: str = ""
+    max_wait: float = 0.0
+    max_callers: int = 0
+    overflow: str = ""  # where callers go on max_wait, a full or an empty queue
+    join_empty: bool = True
+    leave_when_empty: bool = False
+    service_level: float = 20.0
+    music: str | None = None
+    features: FeatureCodes = field(default_factory=FeatureCodes)
+
+    def agent(self, number: str) -> AgentSettings:
+        """The timers of `number`: its own if it is a static agent, the queue's."""
+        for agent in self.agents:
+            if agent.number == number:
+                return agent
+        return AgentSettings(number, self.ring_timeout, self.retry_delay, self.wrapup)
+
+    def may_log_in(self, number: str) -> bool:
+        return ("any" in self.dynamic_agents or number in self.dynamic_agents
+                or any(a.number == number for a in self.agents))
+
+
+def _seconds(section: Section, name: str, default: float) -> float:
+    return float(section.number(name, default, minimum=0))
+
+
+def _agents(section: Section, defaults: AgentSettings) -> tuple[AgentSettings, ...]:
+    agents: list[AgentSettings] = []
+    for i, item in enumerate(section.items("agents")):
+        if isinstance(item, (str, int)) and not isinstance(item, bool):
+            agent = AgentSettings(str(item), defaults.ring_timeout, defaults.retry_delay, defaults.wrapup)
+        elif isinstance(item, dict):
+            one = Section(section.file, section.key("agents") + f"[{i}]", item)
+            agent = AgentSettings(
+                one.string("number"),
+                float(one.number("ring_timeout", defaults.ring_timeout, minimum=0.1)),
+                _seconds(one, "retry_delay", defaults.retry_delay),
+                _seconds(one, "wrapup", defaults.wrapup),
+            )
+            one.check_unknown()
+        else:
+            raise section.error(f"agents[{i}]", "must be a number or a mapping with number:")
+        if any(a.number == agent.number for a in agents):
+            raise section.error(f"agents[{i}]", f"agent {agent.number} is listed twice")
+        agents.append(agent)
+    return tuple(agents)
+
+
+def parse_settings(section: Section) -> QueueSettings:
+    """Read a ``type: queue`` entry; see the README's "Agent queue"."""
+    strategy = section.string("strategy", "ring-all")
+    if strategy not in STRATEGIES:
+        raise section.error("strategy", f"must be one of {', '.join(STRATEGIES)}, not {strategy!r}")
+    ring_timeout = float(section.number("ring_timeout", 15.0, minimum=0.1))
+    retry_delay = _seconds(section, "retry_delay", 5.0)
+    wrapup = _seconds(section, "wrapup", 0.0)
+    agents = _agents(section, AgentSettings("", ring_timeout, retry_delay, wrapup))
+    exit_digit = section.string("exit_digit", "")
+    if exit_digit and (len(exit_digit) != 1 or exit_digit not in "0123456789*#"):
+        raise section.error("exit_digit", f"must be one digit 0-9, * or #, not {exit_digit!r}")
+    exit_to = section.string("exit_to", "")
+    if exit_digit and not exit_to:
+        raise section.error("exit_to", "is required with exit_digit (where the caller goes)")
+    codes = section.section("feature_codes", {})
+    features = FeatureCodes(codes.string("login", "*45"), codes.string("logout", "*46"),
+                            codes.string("pause", "*47"))
+    codes.check_unknown()
+    if len({features.login, features.logout, features.pause}) != 3:
+        raise section.error("feature_codes", "login, logout and pause must differ")
+    dynamic = section.strings("dynamic_agents", [])
+    return QueueSettings(
+        **app_settings(section, ports=QUEUE_PORTS, max_duration=4 * 3600.0),
+        strategy=strategy,
+        agents=agents,
+        dynamic_agents=tuple(dynamic),
+        ring_timeout=ring_timeout,
+        retry_delay=retry_delay,
+        wrapup=wrapup,
+        max_no_answer=section.integer("max_no_answer", 3, minimum=0),
+        announce_frequency=_seconds(section, "announce_frequency", 30.0),
+        exit_digit=exit_digit,
+        exit_to=exit_to,
+        max_wait=_seconds(section, "max_wait", 0.0),
+        max_callers=section.integer("max_callers", 0, minimum=0),
+        overflow=section.string("overflow", ""),
+        join_empty=section.boolean("join_empty", True),
+        leave_when_empty=section.boolean("leave_when_empty", False),
+        service_level=_seconds(section, "service_level", 20.0),
+        music=section.string("music", None),
+        features=features,
+    )
