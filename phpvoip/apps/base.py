@@ -135,7 +135,9 @@ class Application:
     def callout(self, invite: Request, call: Any) -> Any:
         if not self.handles(invite):
             raise NotMine()
-        engine_side, app_side = local_pair(invite.to.copy(), invite.from_.copy())
+        # The engine side is the switch's outbound leg: it presents the caller (From)
+        # and talks to the application (To).
+        engine_side, app_side = local_pair(invite.from_.copy(), invite.to.copy())
         app_call = AppCall(self, app_side, invite.call_id, getattr(call, "id", ""),
                            invite.to.uri.user or "", invite.from_.uri.user or "")
         self.calls.add(app_call)
@@ -156,7 +158,9 @@ class Application:
             raise NotMine()
         caller, answered = placing
         invite = call.invite
-        engine_side, app_side = local_pair(invite.from_.copy(), invite.to.copy())
+        # The engine side is the caller's leg: it presents the callee (To) to the
+        # application, the caller (From).
+        engine_side, app_side = local_pair(invite.to.copy(), invite.from_.copy())
         app_call = AppCall(self, app_side, invite.call_id, call.id, invite.to.uri.user or "",
                            caller, outgoing=True)
         if not app_call.open_media(incoming=False):
