@@ -41,7 +41,7 @@ from phpvoip.opsconfig import CdrSettings
 from phpvoip.sip.ids import new_tag
 from phpvoip.store import format_source
 
-__all__ = ["CallDetailRecords", "CdrWriteError", "boot_id", "cdr_row"]
+__all__ = ["CallDetailRecords", "CdrWriteError", "boot_id", "cdr_row", "search_records", "select_records"]
 
 log = Logger()
 
@@ -283,3 +283,35 @@ class CallDetailRecords:
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:
             waiter.callback(ok)
+
+
+def select_records(cursor: Any, number: str | None = None, since: float | None = None,
+                   until: float | None = None, disposition: str | None = None,
+                   limit: int = 200) -> list[dict[str, Any]]:
+    """Rows of the ``cdr`` table, newest first, as dicts by column: calls from or to
+    `number` (as dialled or as routed), started in ``[since, until)``, with
+    `disposition` (ANSWERED, BUSY...); at most `limit`. Runs on a DB-API cursor (the
+    store's thread: `search_records`)."""
+    where: list[str] = []
+    args: list[Any] = []
+    if number:
+        where.append("(caller = ? OR callee = ? OR routed_from = ? OR routed_to = ?)")
+        args += [number] * 4
+    if since is not None:
+        where.append("start_time >= ?")
+        args.append(since)
+    if until is not None:
+        where.append("start_time < ?")
+        args.append(until)
+    if disposition:
+        where.append("disposition = ?")
+        args.append(disposition)
+    clause = f" WHERE {' AND '.join(where)}" if where else ""
+    cursor.execute(f"SELECT * FROM cdr{clause} ORDER BY start_time DESC, id DESC LIMIT ?", (*args, limit))
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def search_records(store: Any, **filters: Any) -> defer.Deferred:
+    """`select_records` on the SQLite store's database thread; fires with the rows."""
+    return store.pool.runInteraction(select_records, **filters)

@@ -19,10 +19,12 @@ from phpvoip.mediaconfig import MediaSettings, media_settings
 from phpvoip.moduletypes import DuplicateModuleType, find_module_types
 from phpvoip.opsconfig import (
     CdrSettings,
+    ConsoleSettings,
     LadderSettings,
     ManholeSettings,
     MetricsSettings,
     cdr_settings,
+    console_settings,
     ladder_settings,
     manhole_settings,
     metrics_settings,
@@ -121,6 +123,7 @@ class Config:
     ladders: LadderSettings = field(default_factory=LadderSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     media: MediaSettings = field(default_factory=MediaSettings)
+    console: ConsoleSettings | None = None
 
 
 def build_module(module: ModuleConfig) -> Any:
@@ -173,9 +176,10 @@ def load_text(text: str, file: str = "<config>") -> Config:
     ladders = ladder_settings(top)
     limits = limit_settings(top)
     media = media_settings(top)
+    console = console_settings(top)
     top.check_unknown()
     return Config(file, sip, storage, calls, modules, routes, log_level, manhole, metrics, cdr, ladders,
-                  limits, media)
+                  limits, media, console)
 
 
 def _sip_settings(section: Section) -> SipSettings:

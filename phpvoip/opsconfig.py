@@ -1,4 +1,4 @@
-"""The operations sections of the config: `manhole`, `metrics`, `cdr` and `ladders`.
+"""The operations sections of the config: `manhole`, `metrics`, `cdr`, `ladders`, `console`.
 
 Each is read into a small frozen object; a section that is absent gives None (manhole,
 metrics: nothing listens) or its defaults (cdr, ladders). The listen addresses are
@@ -18,11 +18,14 @@ from phpvoip.settings import Section
 
 __all__ = [
     "CdrSettings",
+    "ConsoleSettings",
+    "ConsoleUser",
     "LadderSettings",
     "ListenSettings",
     "ManholeSettings",
     "MetricsSettings",
     "cdr_settings",
+    "console_settings",
     "ladder_settings",
     "manhole_settings",
     "metrics_settings",
@@ -84,6 +87,27 @@ class LadderSettings:
     enabled: bool = True
     calls: int = 200
     messages: int = 100
+
+
+@dataclass(frozen=True)
+class ConsoleUser:
+    """One console login: the name and its `pbkdf2_sha256$…` hash (a plaintext
+    password in the config is hashed at load; `plaintext` says it was, for a warning)."""
+
+    name: str
+    password_hash: str
+    plaintext: bool = False
+
+
+@dataclass(frozen=True)
+class ConsoleSettings:
+    """`console:`: the web console (`phpvoip.console`) on `listen`; `users` may log
+    in, a session ends after `session_timeout` idle seconds."""
+
+    listen: ListenSettings
+    users: tuple[ConsoleUser, ...]
+    session_timeout: float = 3600.0
+    allow_remote: bool = False
 
 
 def parse_listen(section: Section, name: str, allow_remote: bool) -> ListenSettings:
@@ -168,3 +192,41 @@ def ladder_settings(top: Section) -> LadderSettings:
     )
     section.check_unknown()
     return settings
+
+
+def console_settings(top: Section) -> ConsoleSettings | None:
+    """The `console:` section; None when absent. Each user needs a `password_hash`
+    (made by ``python -m phpvoip.console.passwd``) or a plaintext `password`."""
+    if not top.has("console"):
+        return None
+    # Imported here: the hash format belongs to the console, which imports this module.
+    from phpvoip.console.passwords import HashFormatError, check_hash, hash_password
+
+    section = top.section("console")
+    allow_remote = section.boolean("allow_remote", False)
+    listen = parse_listen(section, "listen", allow_remote)
+    timeout = float(section.number("session_timeout", 3600, minimum=10, maximum=30 * 86400))
+    users_section = section.section("users")
+    users: list[ConsoleUser] = []
+    for name in users_section.data:
+        entry = users_section.section(str(name))
+        if entry.has("password_hash") == entry.has("password"):
+            raise users_section.error(str(name), "give password_hash (from python -m "
+                                                 "phpvoip.console.passwd) or password, one of them")
+        if entry.has("password_hash"):
+            text = entry.string("password_hash")
+            try:
+                check_hash(text)
+            except HashFormatError as e:
+                raise entry.error("password_hash", str(e)) from None
+            users.append(ConsoleUser(str(name), text))
+        else:
+            password = entry.string("password")
+            if not password:
+                raise entry.error("password", "must not be empty")
+            users.append(ConsoleUser(str(name), hash_password(password), plaintext=True))
+        entry.check_unknown()
+    if not users:
+        raise section.error("users", "name at least one user (nobody could log in)")
+    section.check_unknown()
+    return ConsoleSettings(listen, tuple(users), timeout, allow_remote)

@@ -304,7 +304,7 @@ def build_service(config: Config, reactor: Any = None) -> SwitchService:
 
 
 def _build_operations(config: Config, service: SwitchService) -> None:
-    """Ladders, call records, metrics and the manhole, each when configured; all of
+    """Ladders, call records, metrics, the manhole and the console, each when configured; all of
     them watch the switch through the call events and its counters."""
     if config.ladders.enabled:
         from phpvoip.ladder import Ladders
@@ -327,4 +327,10 @@ def _build_operations(config: Config, service: SwitchService) -> None:
 
         listen = config.manhole.listen.endpoint
         service.add_child(manhole_service(config.manhole, service), "the manhole", listen, "manhole.listen")
+    if config.console is not None:
+        from phpvoip.console import console_service
+
+        listen = config.console.listen.endpoint
+        service.add_child(console_service(config.console, service), "the web console", listen,
+                          "console.listen")
 

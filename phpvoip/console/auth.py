@@ -1,0 +1,103 @@
+"""Console logins and sessions.
+
+A session is a random token in the ``phpvoip_session`` cookie (HttpOnly, so page
+scripts cannot read it; SameSite=Strict, so another site's form does not carry it)
+with its own CSRF token, which every page repeats in a ``<meta>`` tag and every POST
+must send back (form field ``csrf`` or header ``X-CSRF-Token``). Sessions live in
+memory: a restart logs everybody out. Idle ones end after `timeout` seconds of the
+injected clock; expired ones are swept at each login, so their number stays bounded
+by the logins of one timeout.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from typing import Any
+
+from twisted.logger import Logger
+
+from phpvoip.console.passwords import hash_password, verify_password
+from phpvoip.opsconfig import ConsoleSettings
+
+__all__ = ["COOKIE", "Session", "Sessions"]
+
+log = Logger()
+
+COOKIE = b"phpvoip_session"
+# Compared against when the user is unknown, so that a wrong name costs as long as
+# a wrong password (no telling names apart by the answer's time).
+_DUMMY_HASH = hash_password("phpvoip console: no such user", 1_000)
+
+
+class Session:
+    """One logged-in browser: its user, CSRF token and last use."""
+
+    __slots__ = ("token", "user", "csrf", "last_seen")
+
+    def __init__(self, user: str, now: float) -> None:
+        self.token = secrets.token_urlsafe(32)
+        self.user = user
+        self.csrf = secrets.token_urlsafe(32)
+        self.last_seen = now
+
+    def csrf_ok(self, sent: str | bytes | None) -> bool:
+        """Whether `sent` is this session's CSRF token (constant-time)."""
+        if sent is None:
+            return False
+        if isinstance(sent, bytes):
+            sent = sent.decode("utf-8", "replace")
+        return hmac.compare_digest(sent, self.csrf)
+
+
+class Sessions:
+    """The users who may log in, and the sessions open now."""
+
+    def __init__(self, settings: ConsoleSettings, clock: Any) -> None:
+        self.clock = clock
+        self.timeout = settings.session_timeout
+        self.hashes = {user.name: user.password_hash for user in settings.users}
+        self.open: dict[str, Session] = {}
+        for user in settings.users:
+            if user.plaintext:
+                log.warn("console: user {user} has a plaintext password in the config; put its "
+                         "password_hash there instead (python -m phpvoip.console.passwd)", user=user.name)
+
+    def login(self, user: str, password: str) -> Session | None:
+        """A new session when `password` is `user`'s, else None. Blocks for one
+        PBKDF2 computation (tenths of a second): the price of a guess."""
+        stored = self.hashes.get(user)
+        ok = verify_password(password, stored if stored is not None else _DUMMY_HASH)
+        if not ok or stored is None:
+            log.info("console: login refused for {user!r}", user=user)
+            return None
+        self._sweep()
+        session = Session(user, self.clock.seconds())
+        self.open[session.token] = session
+        log.info("console: {user} logged in", user=user)
+        return session
+
+    def find(self, token: str | bytes | None) -> Session | None:
+        """The live session of a cookie value, its idle time restarted; None when
+        there is none or it has been idle too long."""
+        if not token:
+            return None
+        if isinstance(token, bytes):
+            token = token.decode("ascii", "replace")
+        session = self.open.get(token)
+        if session is None:
+            return None
+        now = self.clock.seconds()
+        if now - session.last_seen > self.timeout:
+            del self.open[token]
+            return None
+        session.last_seen = now
+        return session
+
+    def logout(self, session: Session) -> None:
+        self.open.pop(session.token, None)
+
+    def _sweep(self) -> None:
+        now = self.clock.seconds()
+        for token in [t for t, s in self.open.items() if now - s.last_seen > self.timeout]:
+            del self.open[token]

@@ -1,0 +1,72 @@
+"""What the console shows, as JSON-ready dicts: read from the live switch through
+`phpvoip.inspect`, never changing it. The pages render these server-side and the
+feed sends the same dicts, so a row looks the same whether the page was loaded or
+updated."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from phpvoip import inspect
+
+__all__ = ["call_row", "call_rows", "media_text", "registration_count", "table_dict"]
+
+
+def media_text(media: dict | None) -> str:
+    """A call's media counters in a few words: packets each way, lost; "-" with
+    direct media (the switch does not see the packets)."""
+    if not media:
+        return inspect.NO_MEDIA
+    parts = []
+    for direction, counts in sorted(media.items()):
+        if ">" in direction and isinstance(counts, dict):
+            lost = counts.get("lost", 0)
+            text = f"{direction} {counts.get('packets', 0)} pkts"
+            parts.append(f"{text}, {lost} lost" if lost else text)
+    return "; ".join(parts) or inspect.NO_MEDIA
+
+
+def call_row(bridge: Any, now: float) -> dict[str, Any]:
+    """One live call: its id, parties, state, age and talk time in seconds, legs
+    (role, module, far end, state) and media counters."""
+    record = bridge.record
+    legs = []
+    for role, leg, module in inspect.call_legs(bridge):
+        legs.append({
+            "role": role,
+            "module": module,
+            "remote": inspect.leg_remote(leg),
+            "state": getattr(leg.state, "value", str(leg.state)),
+        })
+    return {
+        "id": record.id,
+        "from": record.caller,
+        "to": record.routed_to or record.callee,
+        "state": getattr(bridge.state, "value", str(bridge.state)),
+        "age": round(max(now - record.start, 0.0), 1),
+        "talk": None if record.answer is None else round(max(now - record.answer, 0.0), 1),
+        "legs": legs,
+        "media": media_text(record.media),
+    }
+
+
+def call_rows(engine: Any) -> list[dict[str, Any]]:
+    """Every live call, oldest first."""
+    now = engine.clock.seconds()
+    return [call_row(engine.calls[i], now) for i in sorted(engine.calls, key=inspect._call_order)]
+
+
+def registration_count(engine: Any) -> int:
+    """Bindings held by every registrar (lapsed ones awaiting their timer included:
+    cheap enough to send every second)."""
+    total = 0
+    for module in engine.modules:
+        bindings = getattr(module, "bindings", None)
+        if bindings is not None and hasattr(bindings, "get"):
+            total += len(bindings)
+    return total
+
+
+def table_dict(table: inspect.Table) -> dict[str, Any]:
+    """An `inspect.Table` as ``{"columns": [...], "rows": [[...]], "empty": "..."}``."""
+    return {"columns": list(table.columns), "rows": [list(r) for r in table.rows], "empty": table.empty}

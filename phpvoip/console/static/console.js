@@ -1,0 +1,230 @@
+// phpvoip console: keeps the server-rendered pages live from GET /events
+// (Server-Sent Events). Plain JS, no library. Every page works without it.
+"use strict";
+
+(function () {
+  const csrf = (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
+  const page = document.body.dataset.page;
+
+  function el(tag, attrs, text) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs || {})) node.setAttribute(key, value);
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    return node;
+  }
+
+  // -- durations tick locally between events -----------------------------------------
+  function clock(seconds) {
+    const s = Math.max(0, Math.floor(seconds));
+    return Math.floor(s / 60) + ":" + String(s % 60).padStart(2, "0");
+  }
+  function stampDuration(td) {
+    td.dataset.seen = String(Date.now());
+  }
+  function tick() {
+    for (const td of document.querySelectorAll("td.duration")) {
+      const base = td.dataset.talk !== undefined ? Number(td.dataset.talk) : Number(td.dataset.age);
+      const seen = Number(td.dataset.seen || Date.now());
+      td.textContent = clock(base + (Date.now() - seen) / 1000);
+    }
+  }
+
+  // -- live calls table ------------------------------------------------------------------
+  const callsTable = document.getElementById("calls-table");
+  const cellNames = ["Call", "From", "To", "State", "Duration", "Legs", "Media"];
+
+  function legsList(legs) {
+    const ul = el("ul", { class: "legs" });
+    for (const leg of legs) {
+      const li = el("li", {}, leg.role + " " + leg.module + " " + leg.remote + " ");
+      li.appendChild(el("span", { class: "state" }, leg.state));
+      ul.appendChild(li);
+    }
+    return ul;
+  }
+
+  function newCallRow(row) {
+    const tr = el("tr", { "data-call-id": row.id });
+    for (const name of cellNames) {
+      tr.appendChild(el("td", { "data-label": name }));
+    }
+    const link = el("a", { href: "/ladder/" + encodeURIComponent(row.id) }, row.id);
+    tr.cells[0].appendChild(link);
+    tr.cells[4].classList.add("duration");
+    const td = el("td");
+    const form = el("form", { method: "post", action: "/calls/" + encodeURIComponent(row.id) + "/hangup" });
+    form.appendChild(el("input", { type: "hidden", name: "csrf", value: csrf }));
+    form.appendChild(el("button", { type: "submit", class: "hangup", "aria-label": "Hang up " + row.id },
+                        "Hang up"));
+    td.appendChild(form);
+    tr.appendChild(td);
+    return tr;
+  }
+
+  function upsertCall(row) {
+    if (!callsTable) return;
+    const body = callsTable.tBodies[0];
+    let tr = body.querySelector('tr[data-call-id="' + CSS.escape(row.id) + '"]');
+    if (!tr) {
+      tr = newCallRow(row);
+      body.appendChild(tr);
+    }
+    // Cells are updated in place: a focused hang-up button keeps its focus.
+    tr.cells[1].textContent = row.from;
+    tr.cells[2].textContent = row.to;
+    tr.cells[3].textContent = row.state;
+    const duration = tr.cells[4];
+    duration.dataset.age = String(row.age);
+    if (row.talk === null) delete duration.dataset.talk; else duration.dataset.talk = String(row.talk);
+    stampDuration(duration);
+    tr.cells[5].replaceChildren(legsList(row.legs));
+    tr.cells[6].textContent = row.media;
+    countCalls();
+    tick();
+  }
+
+  function removeCall(id) {
+    if (!callsTable) return;
+    const tr = callsTable.querySelector('tr[data-call-id="' + CSS.escape(id) + '"]');
+    if (tr) {
+      const focused = tr.contains(document.activeElement);
+      const next = tr.nextElementSibling || tr.previousElementSibling;
+      tr.remove();
+      if (focused) {
+        const button = next && next.querySelector("button.hangup");
+        (button || document.querySelector("main h1")).focus();
+      }
+    }
+    countCalls();
+  }
+
+  function countCalls() {
+    if (!callsTable) return;
+    const count = document.getElementById("calls-active");
+    if (count) count.textContent = String(callsTable.tBodies[0].rows.length);
+  }
+
+  // Hang-up with fetch (204), the feed then removes the row; the plain form post
+  // (303 back to /calls) is the fallback without script.
+  document.addEventListener("submit", function (event) {
+    const form = event.target;
+    if (!form.action || !/\/hangup$/.test(new URL(form.action).pathname)) return;
+    event.preventDefault();
+    const button = form.querySelector("button");
+    if (button) button.disabled = true;
+    fetch(form.action, { method: "POST", headers: { "X-CSRF-Token": csrf }, credentials: "same-origin" })
+      .then(function (response) {
+        if (response.status === 204) {
+          const tr = form.closest("tr");
+          if (tr) tr.classList.add("ending");
+        } else if (button) {
+          button.disabled = false;
+        }
+      })
+      .catch(function () { if (button) button.disabled = false; });
+  });
+
+  // -- generic tables (lines, queues, agents, registrations) ------------------------------
+  function fillTable(id, table) {
+    const node = document.getElementById(id);
+    if (!node) return;
+    const headRow = el("tr");
+    for (const column of table.columns) headRow.appendChild(el("th", { scope: "col" }, column));
+    node.tHead.replaceChildren(headRow);
+    const body = node.tBodies[0];
+    const rows = [];
+    if (table.rows.length === 0) {
+      const tr = el("tr", { class: "empty" });
+      tr.appendChild(el("td", { colspan: String(table.columns.length) }, table.empty));
+      rows.push(tr);
+    }
+    for (const cells of table.rows) {
+      const tr = el("tr");
+      cells.forEach(function (cell, i) {
+        tr.appendChild(el("td", { "data-label": table.columns[i] || "" }, cell));
+      });
+      rows.push(tr);
+    }
+    body.replaceChildren(...rows);
+  }
+
+  let registrationsDue = null;
+  function refreshRegistrations() {
+    // One fetch per burst of registration events, at most once a second.
+    if (registrationsDue || !document.getElementById("registrations-table")) return;
+    registrationsDue = setTimeout(function () {
+      registrationsDue = null;
+      fetch("/api/registrations", { credentials: "same-origin" })
+        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (table) { if (table) fillTable("registrations-table", table); });
+    }, 1000);
+  }
+
+  // -- dashboard -----------------------------------------------------------------------
+  function drawChart(counts) {
+    const svg = document.getElementById("calls-per-minute");
+    if (!svg) return;
+    const top = Math.max(1, ...counts);
+    const bars = svg.querySelectorAll("rect.bar");
+    counts.forEach(function (count, i) {
+      const bar = bars[i];
+      if (!bar) return;
+      const height = Math.round(1000 * count / top) / 10;
+      bar.setAttribute("y", String(100 - height));
+      bar.setAttribute("height", String(height));
+      bar.dataset.count = String(count);
+      const title = bar.querySelector("title");
+      if (title) title.textContent = count + " calls, " + (counts.length - 1 - i) + " min ago";
+    });
+    svg.setAttribute("aria-label", "Calls per minute, last hour; peak " + top);
+  }
+
+  function showStats(stats) {
+    const active = document.getElementById("calls-active");
+    if (active && !callsTable) active.textContent = String(stats.calls_active);
+    const regs = document.getElementById("registrations-count");
+    if (regs) regs.textContent = String(stats.registrations);
+    drawChart(stats.calls_per_minute);
+  }
+
+  // -- the event stream ------------------------------------------------------------------
+  if (page === "/" || page === "/calls" || page === "/registrations") {
+    const source = new EventSource("/events");
+    const data = function (event) { return JSON.parse(event.data); };
+    source.addEventListener("call", function (event) { upsertCall(data(event)); });
+    source.addEventListener("call-ended", function (event) { removeCall(data(event).id); });
+    source.addEventListener("stats", function (event) { showStats(data(event)); });
+    source.addEventListener("registration", function () { refreshRegistrations(); });
+    source.addEventListener("line", function (event) { fillTable("lines-table", data(event)); });
+    source.addEventListener("queue", function (event) {
+      const both = data(event);
+      fillTable("queues-table", both.queues);
+      fillTable("agents-table", both.agents);
+    });
+  }
+  if (callsTable) {
+    for (const td of document.querySelectorAll("td.duration")) stampDuration(td);
+    setInterval(tick, 1000);
+  }
+
+  // -- ladder ------------------------------------------------------------------------------
+  const messages = document.getElementById("messages");
+  if (messages) {
+    const texts = JSON.parse(messages.textContent);
+    const pre = document.getElementById("message");
+    const show = function (arrow) {
+      for (const other of document.querySelectorAll("#ladder .arrow.selected")) other.classList.remove("selected");
+      arrow.classList.add("selected");
+      pre.textContent = texts[Number(arrow.dataset.index)];
+    };
+    for (const arrow of document.querySelectorAll("#ladder g.arrow")) {
+      arrow.addEventListener("click", function () { show(arrow); });
+      arrow.addEventListener("keydown", function (event) {
+        if (event.key === "Enter" || event.key === " ") {
+          event.preventDefault();
+          show(arrow);
+        }
+      });
+    }
+  }
+})();
