@@ -21,7 +21,9 @@ consecutive packets; a lost packet does not count twice), absolute, in ms. Its p
 and p99 over every packet of every caller are printed, and the pass criterion is
 p99 < 5 ms. Beside it, the RFC 3550 A.8 interarrival jitter J of each caller (the
 same D, smoothed by 1/16) at the end of the step: the median and worst caller.
-Loss is expected minus received packets by RTP sequence number (over every caller).
+Loss is expected minus received packets, expected from the span of the RTP
+timestamps (the endpoint skips frames it is too late for without a sequence gap, and
+a caller misses those as much as lost ones).
 Per step also: the switch's CPU (% of one core over the measurement) and peak RSS
 (VmHWM), and this receiver's CPU (near 100 % its own figures would be suspect).
 
@@ -153,8 +155,8 @@ class Caller:
     """One caller's socket and what arrived on it: counts, the inter-arrival
     deviations and RFC 3550's running jitter J."""
 
-    __slots__ = ("sock", "received", "first_seq", "last_seq", "cycles", "last_arrival", "last_ts",
-                 "jitter", "deviations", "markers", "audible")
+    __slots__ = ("sock", "received", "span", "last_arrival", "last_ts", "jitter", "deviations", "markers",
+                 "audible")
 
     def __init__(self) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -167,9 +169,7 @@ class Caller:
     def reset(self) -> None:
         """Forget what arrived before the measurement starts."""
         self.received = 0
-        self.first_seq: int | None = None
-        self.last_seq = 0
-        self.cycles = 0
+        self.span = 0  # RTP timestamp units from the first packet to the latest
         self.last_arrival: float | None = None
         self.last_ts = 0
         self.jitter = 0.0  # RFC 3550 A.8 J, in seconds
@@ -185,32 +185,30 @@ class Caller:
         """One packet read at kernel time `arrival` (seconds)."""
         if len(packet) < 12:
             return
-        _flags, marker_pt, seq, ts = _RTP.unpack_from(packet)
+        _flags, marker_pt, _seq, ts = _RTP.unpack_from(packet)
         self.received += 1
         if packet[12:].strip(_SILENT):
             self.audible += 1
-        if self.first_seq is None:
-            self.first_seq = self.last_seq = seq
-        else:
-            delta = (seq - self.last_seq) & 0xFFFF
-            if delta < 0x8000:  # forward (a late, reordered packet does not move it back)
-                if seq < self.last_seq:
-                    self.cycles += 1
-                self.last_seq = seq
-        if self.last_arrival is not None and not marker_pt & 0x80:
+        if self.last_arrival is None:
+            self.last_arrival, self.last_ts = arrival, ts
+            return
+        elapsed = ((ts - self.last_ts + 0x80000000) & 0xFFFFFFFF) - 0x80000000
+        if elapsed > 0:
+            self.span += elapsed
+        if not marker_pt & 0x80:
             # RFC 3550 A.8: D(i,j) = (Rj - Ri) - (Sj - Si), both in seconds here.
-            elapsed = ((ts - self.last_ts + 0x80000000) & 0xFFFFFFFF) - 0x80000000
             d = abs((arrival - self.last_arrival) - elapsed / RATE)
             self.jitter += (d - self.jitter) / 16
             self.deviations.append(1000.0 * d)
-        elif marker_pt & 0x80:
+        else:
             self.markers += 1
-        self.last_arrival, self.last_ts = arrival, ts
+        if elapsed > 0:  # a late, reordered packet does not move the reference back
+            self.last_arrival, self.last_ts = arrival, ts
 
     def expected(self) -> int:
-        if self.first_seq is None:
-            return 0
-        return self.cycles * 0x10000 + self.last_seq - self.first_seq + 1
+        """20 ms packets the timestamps span: a frame the switch skipped (the endpoint
+        drops frames it is too late for, without a sequence gap) counts as lost."""
+        return self.span // 160 + 1 if self.received else 0
 
     def close(self) -> None:
         self.sock.close()
@@ -305,6 +303,8 @@ class WaitStep:
     switch_cpu: float = 0.0
     switch_rss_kib: int = 0
     receiver_cpu: float = 0.0
+    preempted: int = 0  # times the kernel took the CPU from the switch while measuring
+    load: str = ""  # the machine's load average after the step (other processes share it)
     note: str = ""
 
     @property
@@ -353,10 +353,13 @@ def wait_step(sipp: str, switch: Switch, n: int, args: argparse.Namespace, step_
         for caller in callers:
             caller.reset()
         before = cpu_seconds(switch.pid)
+        preempted = status_kib(switch.pid, "nonvoluntary_ctxt_switches")
         started = time.monotonic()
         step.receiver_cpu = receive(callers, args.duration, pairs if switch.app == "echo" else None)
         step.switch_cpu = 100.0 * (cpu_seconds(switch.pid) - before) / (time.monotonic() - started)
         step.switch_rss_kib = status_kib(switch.pid, "VmHWM")
+        step.load = load_average().split()[0]
+        step.preempted = status_kib(switch.pid, "nonvoluntary_ctxt_switches") - preempted
         step.silent = sum(1 for c in callers if not (c.audible if switch.app == "queue" else c.received))
         step.received = sum(c.received for c in callers)
         step.expected = sum(c.expected() for c in callers)
@@ -388,7 +391,8 @@ def print_step(step: WaitStep) -> None:
           f"jitter p50 {fmt(step.p50)} p99 {fmt(step.p99)} ms  "
           f"J median {fmt(step.j_median)} worst {fmt(step.j_worst)} ms  switch CPU {step.switch_cpu:5.1f}% "
           f"RSS {step.switch_rss_kib / 1024:5.1f} MiB  receiver CPU {step.receiver_cpu:5.1f}%  "
-          f"{'held' if step.held else 'FAIL'} {step.note}", flush=True)
+          f"preempted {step.preempted}  load {step.load}  {'held' if step.held else 'FAIL'} {step.note}",
+          flush=True)
 
 
 def load_average() -> str:

@@ -44,22 +44,24 @@ def _add_note(out: list[float], start: int, length: int, freq: float,
     """Mix one note into `out`: additive partials (amplitude of harmonic k+1), a
     raised-cosine attack, then either a sustain or an exponential decay, and a
     raised-cosine release over the last quarter so the note ends at exactly zero."""
-    step = freq * (1 << _TABLE_BITS) / RATE
+    # One period of the note's waveform (its partials summed) in a table, read at
+    # the note's step: one lookup a sample, whatever the number of partials.
+    size = 1 << _TABLE_BITS
+    wave = [sum(amp * _TABLE[(i * k) & _MASK] for k, amp in enumerate(partials, 1)) for i in range(size)]
+    step = freq * size / RATE
     attack_n = max(1, int(attack * RATE))
     release_n = max(1, length // 4)
-    for i in range(length):
-        if i < attack_n:
-            env = 0.5 - 0.5 * math.cos(math.pi * i / attack_n)
-        else:
-            env = 1.0 if decay is None else math.exp(-(i - attack_n) / (decay * RATE))
-        left = length - 1 - i
-        if left < release_n:
-            env *= 0.5 - 0.5 * math.cos(math.pi * left / release_n)
-        phase = step * i
-        value = 0.0
-        for k, amp in enumerate(partials, 1):
-            value += amp * _TABLE[int(phase * k) & _MASK]
-        out[start + i] += env * value
+    cos, pi = math.cos, math.pi
+    env = [0.5 - 0.5 * cos(pi * i / attack_n) for i in range(attack_n)]
+    if decay is None:
+        env += [1.0] * (length - attack_n)
+    else:
+        fade = math.exp(-1 / (decay * RATE))
+        env += [fade**i for i in range(length - attack_n)]
+    for i in range(length - release_n, length):
+        env[i] *= 0.5 - 0.5 * cos(pi * (length - 1 - i) / release_n)
+    for i, e in enumerate(env):
+        out[start + i] += e * wave[int(step * i) & _MASK]
 
 
 def synthesize(level_dbfs: float = -16.0) -> bytes:
