@@ -151,19 +151,26 @@ class Switch:
 # -- the callers' receiving side -----------------------------------------------------
 
 
+def open_socket() -> socket.socket:
+    """A caller's RTP socket: non-blocking, a roomy buffer, kernel arrival stamps."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((LOOPBACK, 0))
+    sock.setblocking(False)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 18)
+    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    return sock
+
+
 class Caller:
     """One caller's socket and what arrived on it: counts, the inter-arrival
-    deviations and RFC 3550's running jitter J."""
+    deviations and RFC 3550's running jitter J (the arithmetic needs no socket:
+    tests give `arrived` packets and times)."""
 
     __slots__ = ("sock", "received", "span", "last_arrival", "last_ts", "jitter", "deviations", "markers",
                  "audible")
 
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind((LOOPBACK, 0))
-        self.sock.setblocking(False)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 18)
-        self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    def __init__(self, sock: socket.socket | None = None) -> None:
+        self.sock = sock
         self.reset()
 
     def reset(self) -> None:
@@ -179,6 +186,7 @@ class Caller:
 
     @property
     def port(self) -> int:
+        assert self.sock is not None
         return self.sock.getsockname()[1]
 
     def arrived(self, arrival: float, packet: bytes) -> None:
@@ -211,7 +219,8 @@ class Caller:
         return self.span // 160 + 1 if self.received else 0
 
     def close(self) -> None:
-        self.sock.close()
+        if self.sock is not None:
+            self.sock.close()
 
 
 def receive(callers: list[Caller], duration: float, send_to: dict[int, int] | None) -> float:
@@ -320,7 +329,7 @@ class WaitStep:
 def wait_step(sipp: str, switch: Switch, n: int, args: argparse.Namespace, step_dir: Path) -> WaitStep:
     step = WaitStep(n)
     step_dir.mkdir(parents=True)
-    callers = [Caller() for _ in range(n)]
+    callers = [Caller(open_socket()) for _ in range(n)]
     write_injection(step_dir / "uac.csv", [c.port for c in callers])
     setup_s = n / args.rate
     slack = 0.5 * setup_s + 2.0
