@@ -9,8 +9,8 @@ render its own way.
 
 What a table shows comes from what the switch already keeps for operators: the
 registrar's `BindingTable`, each call's `CallRecord` and `Bridge`, a line's
-``snapshot()``, a module's ``queue_stats()``/``agent_stats()``, and a module's
-``explain_callout(request)`` for `explain_route`. Modules that offer none of
+``snapshot()``, a module's ``queue_stats()``/``agent_stats()``/``attendant_stats()``,
+and a module's ``explain_callout(request)`` for `explain_route`. Modules that offer none of
 these are simply absent from the tables.
 """
 
@@ -29,6 +29,7 @@ __all__ = [
     "NO_MEDIA",
     "Table",
     "agents",
+    "attendants",
     "bans",
     "calls",
     "explain_route",
@@ -268,6 +269,12 @@ def queues(engine: Any) -> Table:
 def agents(engine: Any) -> Table:
     """Queue agents, from every module offering ``agent_stats()``."""
     return _stats_table(engine, "agent_stats", "agent", "no queues configured (so no agents)")
+
+
+def attendants(engine: Any) -> Table:
+    """Auto attendants: callers in their menus and how calls ended, from every
+    module offering ``attendant_stats()``."""
+    return _stats_table(engine, "attendant_stats", "attendant", "no attendants configured")
 
 
 # -- routing explained ----------------------------------------------------------------------

@@ -193,6 +193,10 @@ class Shell:
         """agents(): queue agents and their states (from modules offering agent_stats())."""
         print(inspect.agents(self.engine))
 
+    def attendants(self) -> None:
+        """attendants(): auto attendants, callers in their menus, how calls ended."""
+        print(inspect.attendants(self.engine))
+
     def hangup(self, call: Any) -> None:
         """hangup(call): end a call ("call-17", 17, its SIP Call-ID or its record):
         both legs get a BYE (or CANCEL / error answer before answer) with a Reason."""
@@ -298,8 +302,8 @@ class Shell:
             print(f"{ip} is not banned")
 
 
-HELPERS = ("regs", "calls", "lines", "queues", "agents", "hangup", "route", "originate", "reload", "stats",
-           "trace", "bans", "ban", "unban")
+HELPERS = ("regs", "calls", "lines", "queues", "agents", "attendants", "hangup", "route", "originate",
+           "reload", "stats", "trace", "bans", "ban", "unban")
 
 
 def switch_settings(switch: Any) -> str:

@@ -258,6 +258,15 @@ class Attendant(Application):
             "unavailable": self.counters["unavailable"],
         }
 
+    def attendant_stats(self) -> list[dict[str, Any]]:
+        """One row for the manhole's attendants() table (phpvoip.inspect)."""
+        stats = self.stats()
+        by_menu = ", ".join(f"{name} {n}" for name, n in sorted(stats["by_menu"].items()))
+        return [{"number": self.number, "in_menu": stats["in_menu"], "by_menu": by_menu,
+                 "calls": stats["total"], **stats["outcomes"], "closed": stats["closed"],
+                 "direct": stats["direct"], "invalid": stats["invalid"], "no_input": stats["no_input"],
+                 "unavailable": stats["unavailable"]}]
+
     def explain_callout(self, invite: Any) -> str | None:
         """For the manhole's route(): what a call to the number meets."""
         if invite.to.uri.user != self.number:

@@ -269,3 +269,25 @@ def test_explain_callout_and_stats() -> None:
     assert app.explain_callout(Invite) is None
     assert set(app.stats()["outcomes"]) == {"bridged", "transferred", "operator", "goodbye", "abandoned",
                                             "failed"}
+
+
+def test_attendant_is_an_application_with_a_stats_table() -> None:
+    """The module provides IApplication; the manhole's attendants() table shows its counts."""
+    from phpvoip import inspect
+    from phpvoip.interfaces import IApplication
+
+    app = attendant()
+    assert verifyObject(IApplication, app)
+    call, d = start(app)
+    app.reactor.advance(0.5)
+
+    class Engine:
+        modules = (app,)
+
+    table = str(inspect.attendants(Engine))
+    assert "IN MENU" in table and "main 1" in table and "800" in table
+    call.press("1")
+    run(app, 5)
+    [row] = app.attendant_stats()
+    assert (row["in_menu"], row["bridged"], row["abandoned"]) == (0, 1, 0)
+    assert "no attendants configured" in str(inspect.attendants(type("E", (), {"modules": ()})))
