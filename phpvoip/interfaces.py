@@ -390,7 +390,8 @@ class IAppCall(Interface):
         bytes (a tone), or a list of those, one after the other. Fires with None
         when played (or stopped by another play, `hold` or `stop`), or with the
         digit that interrupted it when `interruptible`; the digit stays buffered
-        for `collect`."""
+        for `collect`. An interruptible play while digits are already buffered
+        (typed ahead) is skipped and fires at once with the first of them."""
 
     def stop():
         """Stop what is playing (its Deferred fires with None)."""
@@ -427,8 +428,10 @@ class IAppCall(Interface):
         Fires with the number that answered, after which the application is out
         of the call (`ended` fires with the transfer cause). Fails with
         `phpvoip.bridge.RebridgeFailed` (status, reason, and `failures`: number ->
-        (status, reason)) when none answered within `ring_timeout` seconds (408)
-        or all refused: the caller stays with the application, which may go on."""
+        (status, reason)) when none answered within `ring_timeout` seconds (480
+        "No Answer", the bridge's ring timeout; the call's ring_timeout when None)
+        or all refused (a number no module takes: 404): the caller stays with the
+        application, which may go on."""
 
     def hangup(cause=None):
         """End the call (BYE, or a refusal with the cause's status when not yet

@@ -374,6 +374,8 @@ class AppCall(MediaLeg):
     def transfer(self, number: str) -> defer.Deferred:
         if self.done:
             return defer.succeed(None)
+        if not self.answered:  # the bridge re-bridges answered calls only
+            return self.answer().addCallback(lambda _: self.transfer(number))
         keep = self._caller_leg()
         if keep is None:
             return self._gone()
@@ -395,6 +397,8 @@ class AppCall(MediaLeg):
     def bridge(self, numbers: str | list[str], ring_timeout: float | None = None) -> defer.Deferred:
         if self.done:
             return self._gone()
+        if not self.answered:
+            return self.answer().addCallback(lambda _: self.bridge(numbers, ring_timeout))
         keep = self._caller_leg()
         if keep is None:
             return self._gone()
@@ -415,8 +419,8 @@ class AppCall(MediaLeg):
 
     def _ringback(self) -> defer.Deferred | None:
         """Ringback for the caller while someone else rings, unless something plays."""
-        if self.endpoint is None or (self._play is not None and not self._hold):
-            return None
+        if self.endpoint is None or self._play is not None:
+            return None  # what plays (music on hold, a prompt) goes on
         d = self._start_play([tones.ringback()], False, True)
         self._pending.discard(d)
         return d

@@ -398,3 +398,31 @@ def test_originate_with_an_app_fails_when_refused_or_unknown():
     engine.originate("100", "202", app="nope").addErrback(lambda f: failures.append(f.value))
     assert [(type(f), f.status) for f in failures] == [(OriginateFailed, 486), (OriginateFailed, 404)]
     idle(engine, reactor, app)
+
+
+def test_transfer_before_answer_answers_first():
+    """transfer() on an unanswered call answers it first (only answered calls re-bridge), then hands over."""
+    got = []
+
+    async def script(call):
+        got.append(await call.transfer("201"))
+
+    engine, transport, reactor, app, phones, ok, port = dial(script)
+    assert ok is not None and "201" in phones.rung
+    phones.rung["201"].answer(offer_sdp(port=40200))
+    assert got == [None] and not app.calls
+
+
+def test_bridge_keeps_music_on_hold_instead_of_ringback():
+    """bridge() while music on hold plays leaves the music on: the caller hears no ringback."""
+    seen = []
+
+    async def script(call):
+        await call.answer()
+        call.hold(tone((523.0,), 0.5))
+        seen.append(call._play)
+        await call.bridge("201", ring_timeout=5)
+
+    engine, transport, reactor, app, phones, ok, port = dial(script)
+    [call] = app.calls
+    assert call._play is seen[0] and call.endpoint.playing
