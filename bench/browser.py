@@ -119,6 +119,14 @@ def chromium_driver(profile: Path, width: int = 1280, height: int = 900, log: Pa
     return driver
 
 
+def new_tab(driver: Any) -> str:
+    """Open a tab, switch to it and count its page's streams too (the script the
+    driver installed at start applies to its first tab only); returns its handle."""
+    driver.switch_to.new_window("tab")
+    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": PAGE_STREAMS})
+    return driver.current_window_handle
+
+
 def page_streams(driver: Any) -> list[dict[str, Any]]:
     """The page's EventSource streams: url, readyState (1 = open) and events per type."""
     return driver.execute_script(STREAMS_STATE)
