@@ -138,6 +138,7 @@ class _Walk:
                 assert target is not None  # the config refuses 'operator' without a number
                 if await self.reach(target, "operator" if action.kind == "operator" else "bridged"):
                     return
+                self.call.flush_digits()  # keys pressed while it rang choose nothing
                 announce = prompts["unavailable"] + menu.greeting
 
     def enter(self, menu: Menu) -> None:
@@ -246,7 +247,9 @@ class Attendant(Application):
         """Callers in the menus now (by menu) and what calls ended with; a reload
         keeps them (callers in a menu finish with the menus they started with)."""
         by_menu = Counter(w.menu for w in self.walks)
+        now = self.reactor.seconds() if self.reactor is not None else 0.0
         return {
+            "longest_seconds": round(max((now - w.started for w in self.walks), default=0.0), 1),
             **super().stats(),
             "in_menu": len(self.walks),
             "by_menu": dict(by_menu),
@@ -263,6 +266,7 @@ class Attendant(Application):
         stats = self.stats()
         by_menu = ", ".join(f"{name} {n}" for name, n in sorted(stats["by_menu"].items()))
         return [{"number": self.number, "in_menu": stats["in_menu"], "by_menu": by_menu,
+                 "longest_seconds": stats["longest_seconds"],
                  "calls": stats["total"], **stats["outcomes"], "closed": stats["closed"],
                  "direct": stats["direct"], "invalid": stats["invalid"], "no_input": stats["no_input"],
                  "unavailable": stats["unavailable"]}]

@@ -125,6 +125,18 @@ def test_without_operator_the_caller_hears_goodbye() -> None:
     assert app.counters["goodbye"] == 1
 
 
+def test_keys_pressed_while_a_target_rings_choose_nothing() -> None:
+    """Keys typed during "transferring" and ringing are dropped when the target fails."""
+    app = attendant(menu={"1": "1001", "2": "1002"})
+    call, d = start(app, reachable=())
+    call.press_at(0.5, "1")
+    call.press_at(1.8, "2")  # during "transferring"
+    run(app, 2.6)
+    assert bridges(call) == ["1001"]
+    run(app, 4)
+    assert bridges(call) == ["1001"] and plays(call)[-1] == ("unavailable", "greeting", "menu")
+
+
 def test_unreachable_target_returns_to_the_menu() -> None:
     """A bridge that fails: "unavailable", the menu again, and the caller can choose anew."""
     app = attendant(menu={"1": "1001", "2": "1002", "0": "hangup"})
@@ -220,6 +232,7 @@ def test_caller_hanging_up_in_the_menu_is_abandoned() -> None:
     call, d = start(app)
     app.reactor.advance(0.5)
     assert app.stats()["in_menu"] == 1 and app.stats()["by_menu"] == {"main": 1}
+    assert app.stats()["longest_seconds"] == 0.5
     call.caller_hangs_up()
     assert d.called and d.result is None
     assert app.stats()["in_menu"] == 0 and app.counters["abandoned"] == 1
