@@ -142,3 +142,16 @@ def test_whole_file_with_an_attendant_loads() -> None:
     assert module.settings.menus["main"].options["1"] == Action("dial", "1001")
     with pytest.raises(ConfigError, match=r"x.yaml: modules\[0\].menu: is required"):
         load_text("modules:\n  - type: attendant\n    number: '800'\n", "x.yaml")
+
+
+def test_same_text_same_settings() -> None:
+    """Two reads of one config are equal, so a reload keeps the running attendant untouched."""
+    def data() -> dict[str, Any]:
+        return {"number": "800", "menu": {"1": "1001"}, "direct_dial": ["1XXX", r"2\d+"],
+                "hours": {"open": {"mon": "09:00-10:00"}, "holidays": ["2026-12-25"]}}
+
+    first = parse_settings(Section("a.yaml", "modules[0]", data()))
+    assert first == parse_settings(Section("a.yaml", "modules[0]", data()))
+    changed = data()
+    changed["menu"] = {"1": "1002"}
+    assert first != parse_settings(Section("a.yaml", "modules[0]", changed))
