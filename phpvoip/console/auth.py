@@ -7,6 +7,11 @@ must send back (form field ``csrf`` or header ``X-CSRF-Token``). Sessions live i
 memory: a restart logs everybody out. Idle ones end after `timeout` seconds of the
 injected clock; expired ones are swept at each login, so their number stays bounded
 by the logins of one timeout.
+
+Checking a password costs a PBKDF2 computation (a quarter of a second at the default
+iterations): it runs in the reactor's thread pool (hashlib lets go of the GIL for
+it), so that guesses do not stall calls, and at most `MAX_CHECKS` run at once; more
+attempts meanwhile are turned away (`Busy`) rather than queued.
 """
 
 from __future__ import annotations
@@ -15,12 +20,14 @@ import hmac
 import secrets
 from typing import Any
 
+from twisted.internet import defer, threads
+from twisted.internet.interfaces import IReactorThreads
 from twisted.logger import Logger
 
 from phpvoip.console.passwords import hash_password, verify_password
 from phpvoip.opsconfig import ConsoleSettings
 
-__all__ = ["COOKIE", "Session", "Sessions"]
+__all__ = ["COOKIE", "Busy", "Session", "Sessions"]
 
 log = Logger()
 
@@ -28,6 +35,11 @@ COOKIE = b"phpvoip_session"
 # Compared against when the user is unknown, so that a wrong name costs as long as
 # a wrong password (no telling names apart by the answer's time).
 _DUMMY_HASH = hash_password("phpvoip console: no such user", 1_000)
+MAX_CHECKS = 4
+
+
+class Busy(Exception):
+    """Too many password checks in progress: try again shortly."""
 
 
 class Session:
@@ -58,17 +70,39 @@ class Sessions:
         self.timeout = settings.session_timeout
         self.hashes = {user.name: user.password_hash for user in settings.users}
         self.open: dict[str, Session] = {}
+        self.checking = 0  # password checks in progress
         for user in settings.users:
             if user.plaintext:
                 log.warn("console: user {user} has a plaintext password in the config; put its "
                          "password_hash there instead (python -m phpvoip.console.passwd)", user=user.name)
 
-    def login(self, user: str, password: str) -> Session | None:
-        """A new session when `password` is `user`'s, else None. Blocks for one
-        PBKDF2 computation (tenths of a second): the price of a guess."""
+    def login(self, user: str, password: str) -> defer.Deferred:
+        """Fires with a new session when `password` is `user`'s, else None; fails
+        with `Busy` when `MAX_CHECKS` checks are already running. The check runs
+        in a thread when the clock is a real reactor (inline under a task.Clock)."""
+        if self.checking >= MAX_CHECKS:
+            return defer.fail(Busy())
         stored = self.hashes.get(user)
-        ok = verify_password(password, stored if stored is not None else _DUMMY_HASH)
-        if not ok or stored is None:
+        target = stored if stored is not None else _DUMMY_HASH
+        if IReactorThreads.providedBy(self.clock):
+            d = threads.deferToThreadPool(self.clock, self.clock.getThreadPool(), verify_password,
+                                          password, target)
+        else:
+            d = defer.succeed(verify_password(password, target))
+        self.checking += 1
+
+        def checked(ok: bool) -> Session | None:
+            self.checking -= 1
+            return self._open(user, ok and stored is not None)
+
+        def failed(failure: Any) -> Any:
+            self.checking -= 1
+            return failure
+
+        return d.addCallbacks(checked, failed)
+
+    def _open(self, user: str, ok: bool) -> Session | None:
+        if not ok:
             log.info("console: login refused for {user!r}", user=user)
             return None
         self._sweep()

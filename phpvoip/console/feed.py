@@ -92,6 +92,7 @@ class ConsoleFeed:
         self._queues = False
         self._stats = False
         self._flush_timer: Any = None
+        self._stats_timer: Any = None
         self._last_stats = -STATS_INTERVAL
         self._keepalive: Any = None
         self.messages_sent = 0  # encoded messages (each written to every client), for tests
@@ -116,6 +117,10 @@ class ConsoleFeed:
         else:
             return
         self._schedule()
+
+    def _stats_due(self) -> None:
+        self._stats_timer = None
+        self.flush()
 
     def _schedule(self) -> None:
         if self._flush_timer is None and self.clients:
@@ -142,10 +147,10 @@ class ConsoleFeed:
         if request in self.clients:
             self.clients.remove(request)
         if not self.clients:
-            for timer in (self._flush_timer, self._keepalive):
+            for timer in (self._flush_timer, self._stats_timer, self._keepalive):
                 if timer is not None and timer.active():
                     timer.cancel()
-            self._flush_timer = self._keepalive = None
+            self._flush_timer = self._stats_timer = self._keepalive = None
             self._calls.clear()
 
     def close(self) -> None:
@@ -186,6 +191,8 @@ class ConsoleFeed:
 
     def flush(self) -> None:
         """Send what changed since the last flush (see the module docstring)."""
+        if self._flush_timer is not None and self._flush_timer.active():
+            self._flush_timer.cancel()
         self._flush_timer = None
         if not self.clients:
             return
@@ -214,9 +221,10 @@ class ConsoleFeed:
                 self._stats = False
                 self._last_stats = now
                 out.append(sse_message("stats", self.stats()))
-            elif self._flush_timer is None:
+            elif self._stats_timer is None:
                 # Not yet a second since the last: come back when it is.
-                self._flush_timer = self.clock.callLater(self._last_stats + STATS_INTERVAL - now, self.flush)
+                self._stats_timer = self.clock.callLater(self._last_stats + STATS_INTERVAL - now,
+                                                         self._stats_due)
         if out:
             self.messages_sent += len(out)
             self._broadcast(b"".join(out))

@@ -46,8 +46,9 @@ def ladder_svg(entries: list[dict[str, Any]]) -> str:
     for name in columns:
         cx = x[name]
         kind = "switch" if name in switch_columns else "peer"
+        label = f"switch {name}" if kind == "switch" and name != "switch" else name
         parts.append(f'<g class="lifeline {kind}">'
-                     f'<text x="{cx}" y="20" text-anchor="middle">{escape(name)}</text>'
+                     f'<text x="{cx}" y="20" text-anchor="middle">{escape(label)}</text>'
                      f'<line x1="{cx}" y1="30" x2="{cx}" y2="{height - 10}"/></g>')
     for index, entry in enumerate(entries):
         local, remote = x[_address(entry["local"])], x[_address(entry["remote"])]
@@ -62,6 +63,8 @@ def ladder_svg(entries: list[dict[str, Any]]) -> str:
         parts.append(
             f'<g class="arrow {"out" if outgoing else "in"}" tabindex="0" role="button" data-index="{index}" '
             f'aria-label="{title}"><title>{title}</title>'
+            # The whole row takes the click, not only the thin line and the label.
+            f'<rect class="hit" x="0" y="{y - ROW + 10}" width="{width}" height="{ROW}"/>'
             f'<line x1="{x1}" y1="{y}" x2="{x2}" y2="{y}"/>'
             f'<polygon points="{x2},{y} {x2 + head},{y - 4} {x2 + head},{y + 4}"/>'
             f'<text x="{(x1 + x2) / 2}" y="{y - 5}" text-anchor="middle">{label}</text>'

@@ -39,6 +39,7 @@ def layout(title: str, body: str, csrf: str = "", page: str = "", user: str = ""
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f'<meta name="csrf-token" content="{_e(csrf)}">'
         f'<title>{_e(title)} · phpvoip</title>'
+        '<link rel="icon" href="data:,">'  # no favicon request (and no 404 in the console log)
         '<link rel="stylesheet" href="/static/console.css">'
         '<script src="/static/console.js" defer></script></head>'
         f'<body data-page="{_e(page)}">{nav}<main><h1>{_e(title)}</h1>{body}</main></body></html>\n'
@@ -95,7 +96,8 @@ def dashboard_page(stats: dict[str, Any], lines: dict[str, Any], queues: dict[st
         f'<span id="calls-active">{stats["calls_active"]}</span></p>'
         f'<p><span class="label">Registrations</span> '
         f'<span id="registrations-count">{stats["registrations"]}</span></p></section>'
-        f'<section><h2>Calls per minute (last hour)</h2>{chart(stats["calls_per_minute"])}</section>'
+        f'<section><h2>Calls per minute (last hour)</h2>{chart(stats["calls_per_minute"])}'
+        '<p class="axis" aria-hidden="true"><span>60 min ago</span><span>now</span></p></section>'
         f'<section>{data_table("lines-table", lines, "Outside lines")}</section>'
         f'<section>{data_table("queues-table", queues, "Queues")}'
         f'{data_table("agents-table", agents, "Agents")}</section>'

@@ -20,7 +20,7 @@ from twisted.web import resource, server
 
 from phpvoip import inspect
 from phpvoip.console import pages
-from phpvoip.console.auth import COOKIE, Session, Sessions
+from phpvoip.console.auth import COOKIE, Busy, Session, Sessions
 from phpvoip.console.data import call_rows, table_dict
 from phpvoip.console.feed import ConsoleFeed
 from phpvoip.console.ladder_svg import ladder_svg
@@ -142,15 +142,36 @@ class ConsoleResource(resource.Resource):
 
     # -- POST ----------------------------------------------------------------------------------
 
-    def login(self, request: Any) -> bytes:
+    def login(self, request: Any) -> Any:
         user, password = _arg(request, "username"), _arg(request, "password")
-        session = self.sessions.login(user, password)
-        if session is None:
-            return self._html(request, pages.login_page("Wrong user name or password.", user), 401)
-        request.addCookie(COOKIE, session.token.encode(), path=b"/", httpOnly=True, sameSite="strict")
-        request.setResponseCode(303)
-        request.setHeader(b"location", b"/")
-        return b""
+        d = self.sessions.login(user, password)
+
+        def checked(session: Session | None) -> None:
+            if session is None:
+                body = self._html(request, pages.login_page("Wrong user name or password.", user), 401)
+            else:
+                request.addCookie(COOKIE, session.token.encode(), path=b"/", httpOnly=True, sameSite="strict")
+                request.setResponseCode(303)
+                request.setHeader(b"location", b"/")
+                body = b""
+            self._finish(request, body)
+
+        def busy(failure: Failure) -> None:
+            failure.trap(Busy)
+            request.setHeader(b"retry-after", b"1")
+            self._finish(request, self._html(request, pages.login_page("Busy: try again in a moment.", user),
+                                             429))
+
+        d.addCallback(checked).addErrback(busy).addErrback(
+            lambda f: log.failure("console: login failed", f))
+        return server.NOT_DONE_YET
+
+    def _finish(self, request: Any, body: bytes) -> None:
+        """End a deferred answer, unless the browser has gone meanwhile."""
+        if request.finished or getattr(request, "_disconnected", False):
+            return
+        request.write(body)
+        request.finish()
 
     def post(self, request: Any, session: Session, path: str) -> bytes:
         if path == "/logout":
@@ -238,13 +259,11 @@ class ConsoleResource(resource.Resource):
                 body = self._json(request, rows)
             else:
                 body = self._html(request, pages.records_page(rows, query, _query_string(query), **common))
-            request.write(body)
-            request.finish()
+            self._finish(request, body)
 
         def failed(failure: Failure) -> None:
             log.failure("console: searching the call records failed", failure)
-            request.write(self._plain(request, 500, "searching the call records failed; see the log"))
-            request.finish()
+            self._finish(request, self._plain(request, 500, "searching the call records failed; see the log"))
 
         d.addCallbacks(done, failed)
         return server.NOT_DONE_YET
