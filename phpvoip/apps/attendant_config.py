@@ -133,7 +133,7 @@ class AttendantSettings(AppSettings):
     hours: BusinessHours | None = None
     closed_menu: str = CLOSED
     prompts: dict[str, Prompt] = field(default_factory=dict)
-    ring_timeout: float | None = None
+    ring_timeout: float = 30.0
 
 
 DEFAULT_PROMPTS: dict[str, Prompt] = {
@@ -292,7 +292,7 @@ def parse_settings(section: Section) -> AttendantSettings:
         hours=hours,
         closed_menu=closed_menu,
         prompts=prompts,
-        ring_timeout=section.number("ring_timeout", None, minimum=1),
+        ring_timeout=float(section.number("ring_timeout", 30.0, minimum=1)),
     )
     _check_references(section, settings)
     return settings

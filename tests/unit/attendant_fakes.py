@@ -40,6 +40,7 @@ class FakeCall:
         self._collecting: dict[str, Any] | None = None
         self._pending: set[defer.Deferred] = set()
         self._listeners: list[Any] = []
+        self.ring_timeouts: list[float | None] = []
 
     # -- what the test does ------------------------------------------------------------
 
@@ -164,6 +165,7 @@ class FakeCall:
 
     def bridge(self, numbers: Any, ring_timeout: float | None = None) -> defer.Deferred:
         self.log.append(("bridge", numbers, self.clock.seconds()))
+        self.ring_timeouts.append(ring_timeout)
         d = self._deferred()
         number = numbers if isinstance(numbers, str) else numbers[0]
 

@@ -304,3 +304,15 @@ def test_attendant_is_an_application_with_a_stats_table() -> None:
     [row] = app.attendant_stats()
     assert (row["in_menu"], row["bridged"], row["abandoned"]) == (0, 1, 0)
     assert "no attendants configured" in str(inspect.attendants(type("E", (), {"modules": ()})))
+
+
+def test_ring_timeout_is_passed_to_bridge() -> None:
+    """Targets ring at most ring_timeout seconds (default 30) before the caller is back in the menu."""
+    seen = []
+    for config in ({}, {"ring_timeout": 12}):
+        app = attendant(**config)
+        call, d = start(app)
+        call.press("1")
+        run(app, 5)
+        seen += call.ring_timeouts
+    assert seen == [30.0, 12.0]
