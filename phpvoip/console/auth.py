@@ -128,6 +128,11 @@ class Sessions:
         session.last_seen = now
         return session
 
+    def alive(self, session: Session) -> bool:
+        """Whether `session` is still open and not idle too long (without touching it)."""
+        return (self.open.get(session.token) is session
+                and self.clock.seconds() - session.last_seen <= self.timeout)
+
     def logout(self, session: Session) -> None:
         self.open.pop(session.token, None)
 

@@ -85,6 +85,8 @@ class ConsoleFeed:
         self.engine = engine
         self.clock = clock
         self.clients: list[Any] = []
+        self.sessions: dict[int, Any] = {}  # id(request) -> the session it was opened under
+        self.session_alive: Any = None  # set by the console: whether a session still holds
         self.per_minute = MinuteRing(clock.seconds())
         self._calls: dict[str, None] = {}  # call ids touched since the last flush, in order
         self._registrations = False
@@ -128,8 +130,9 @@ class ConsoleFeed:
 
     # -- clients -----------------------------------------------------------------------------
 
-    def attach(self, request: Any) -> None:
-        """Stream to `request` (an open GET /events) until it goes away; it gets
+    def attach(self, request: Any, session: Any = None) -> None:
+        """Stream to `request` (an open GET /events) until it goes away, or until
+        `session` ends (`end_session`, or found expired at a keepalive); it gets
         the live calls and the counters at once."""
         request.setHeader(b"content-type", b"text/event-stream; charset=utf-8")
         request.setHeader(b"cache-control", b"no-store")
@@ -139,6 +142,7 @@ class ConsoleFeed:
             request.write(sse_message("call", row))
         request.write(sse_message("stats", self.stats()))
         self.clients.append(request)
+        self.sessions[id(request)] = session
         request.notifyFinish().addBoth(lambda _: self.detach(request))
         if self._keepalive is None:
             self._keepalive = self.clock.callLater(KEEPALIVE, self._ping)
@@ -146,6 +150,7 @@ class ConsoleFeed:
     def detach(self, request: Any) -> None:
         if request in self.clients:
             self.clients.remove(request)
+        self.sessions.pop(id(request), None)
         if not self.clients:
             for timer in (self._flush_timer, self._stats_timer, self._keepalive):
                 if timer is not None and timer.active():
@@ -159,8 +164,20 @@ class ConsoleFeed:
             self.detach(request)
             request.finish()
 
+    def end_session(self, session: Any) -> None:
+        """Close the streams opened under `session` (logged out or expired)."""
+        for request in list(self.clients):
+            if self.sessions.get(id(request)) is session:
+                self.detach(request)
+                request.finish()
+
     def _ping(self) -> None:
         self._keepalive = None
+        if self.session_alive is not None:
+            for request in list(self.clients):
+                session = self.sessions.get(id(request))
+                if session is not None and not self.session_alive(session):
+                    self.end_session(session)
         self._broadcast(b": keepalive\n\n")
         if self.clients:
             self._keepalive = self.clock.callLater(KEEPALIVE, self._ping)

@@ -84,6 +84,7 @@ class ConsoleResource(resource.Resource):
         self.engine = service.engine
         self.sessions = sessions
         self.feed = feed
+        feed.session_alive = sessions.alive
 
     # -- the rules ---------------------------------------------------------------------------
 
@@ -176,6 +177,7 @@ class ConsoleResource(resource.Resource):
     def post(self, request: Any, session: Session, path: str) -> bytes:
         if path == "/logout":
             self.sessions.logout(session)
+            self.feed.end_session(session)
             request.addCookie(COOKIE, b"", path=b"/", httpOnly=True, sameSite="strict", max_age="0")
             request.setResponseCode(303)
             request.setHeader(b"location", b"/login")
@@ -208,7 +210,9 @@ class ConsoleResource(resource.Resource):
         if path == "/registrations":
             return self._html(request, pages.registrations_page(self._registrations(), **common))
         if path == "/events":
-            self.feed.attach(request)
+            if request.method != b"GET":
+                return self._not_allowed(request)
+            self.feed.attach(request, session)
             return server.NOT_DONE_YET
         if path == "/api/calls":
             return self._json(request, call_rows(engine))

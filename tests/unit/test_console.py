@@ -445,3 +445,60 @@ def test_answered_call_row_shows_talk_time():
     console.clock.advance(30)
     [row] = json.loads(console.request("GET", "/api/calls").body)
     assert row["state"] == "answered" and row["talk"] == 30.0
+
+
+class QueueModule:
+    """A module as the queue app shows itself: stats tables only."""
+
+    name, weight = "support", 10
+
+    def queue_stats(self) -> list[dict[str, Any]]:
+        return [{"queue": "support", "callers_waiting": 2, "longest_wait": 31.5}]
+
+    def agent_stats(self) -> list[dict[str, Any]]:
+        return [{"queue": "support", "agent": "1001", "state": "idle"}]
+
+
+def test_queue_line_and_registration_events_redraw_their_tables():
+    """A queue module's events (any Event named Queue*/Agent*) send `queue` with its
+    tables as the inspect functions give them; line state changes send `line`;
+    registrations send `registration` with the count."""
+    from dataclasses import dataclass
+
+    from phpvoip.events import Event, LineStateChanged, Registered
+
+    @dataclass(frozen=True)
+    class QueueCallerJoined(Event):
+        time: float
+        queue: str
+
+    console = Console()
+    console.switch.engine.modules.append(QueueModule())
+    console.login()
+    page = console.request("GET", "/").text
+    assert ">support<" in page and ">31.5<" in page  # queue rows rendered generically
+    stream = console.open("GET", "/events")
+    stream.clear()
+    events = console.switch.engine.events
+    events.publish(QueueCallerJoined(0.0, "support"))
+    events.publish(LineStateChanged(0.0, "carrier", "registering", "registered"))
+    events.publish(Registered(0.0, "phones", "1001", "sip:1001@127.0.0.1"))
+    console.clock.advance(1.0)
+    got = dict(events_of(stream.value()))
+    assert got["queue"]["queues"]["rows"] == [["support", "support", "2", "31.5"]]
+    assert got["queue"]["agents"]["columns"] == ["MODULE", "QUEUE", "AGENT", "STATE"]
+    assert got["line"]["empty"] == "no outside lines" and got["registration"] == {"count": 0}
+
+
+def test_streams_end_with_their_session():
+    """Logging out closes that session's event streams; an expired session's stream
+    is closed at the next keepalive."""
+    console = Console()
+    console.login()
+    first = console.open("GET", "/events")
+    console.request("POST", "/logout", f"csrf={console.csrf}".encode())
+    assert first.disconnecting and console.feed.clients == []
+    console.login()
+    second = console.open("GET", "/events")
+    console.clock.advance(SETTINGS.session_timeout + 1)
+    assert second.disconnecting and console.feed.clients == []
