@@ -10,7 +10,9 @@ waits and hears the music on hold (phpvoip.media.music) as RTP the switch genera
 and paces itself. A ladder of N callers is stepped: SIPp's UAC places N calls at
 ``--rate`` (``bench/scenarios/media_uac.xml``), each offering one socket of this
 process (an injection file, one port per call). Once all N are answered and
-``--settle`` seconds have passed, every socket's packets are read for
+``--settle`` seconds have passed (by default long enough for the last caller's
+welcome prompt, 5 s, to end: what is measured is callers on music on hold), every
+socket's packets are read for
 ``--duration`` seconds, each stamped by the kernel on arrival (SO_TIMESTAMPNS), so
 this process's own lateness in reading does not count. Then SIPp hangs the calls up
 (BYE) and the next step starts.
@@ -84,8 +86,9 @@ RATE = 8000
 class Switch:
     """The real switch with one application on `NUMBER` and no other module."""
 
-    def __init__(self, work: Path, app: str, ports: tuple[int, int]) -> None:
+    def __init__(self, work: Path, app: str, ports: tuple[int, int], nice: int = 0) -> None:
         self.work = work
+        self.nice = nice
         self.app = app
         self.ports = ports
         self.port = free_port()
@@ -129,8 +132,11 @@ class Switch:
         config = self.work / "phpvoip.yaml"
         config.write_text(self.config())
         twistd = Path(sys.executable).parent / "twistd"
+        # A media server is often given a higher priority than the processes around it
+        # (Asterisk's -p, rtpengine's packaged units); --nice does that for the switch.
+        priority = ["nice", "-n", str(self.nice)] if self.nice else []
         self.process = subprocess.Popen(
-            [str(twistd), "-n", "--pidfile=", "phpvoip", "-c", str(config)],
+            [*priority, str(twistd), "-n", "--pidfile=", "phpvoip", "-c", str(config)],
             cwd=self.work, stdout=self.log, stderr=subprocess.STDOUT,
             env=dict(os.environ, PYTHONPATH=str(ROOT)),
         )  # fmt: skip
@@ -413,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", default="100,200,300,400,500,600,800,1000",
                         help="the ladder of callers waiting at once, comma separated")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds measured per step")
-    parser.add_argument("--settle", type=float, default=1.0,
+    parser.add_argument("--settle", type=float, default=6.5,
                         help="seconds after the last answer before measuring")
     parser.add_argument("--rate", type=int, default=100, help="calls/s at which each step's callers arrive")
     parser.add_argument("--pause", type=float, default=2.0, help="seconds between steps")
@@ -422,6 +428,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="what the callers reach: the queue (music on hold) or the echo (fed by us)")
     parser.add_argument("--ports", default=f"{APP_PORTS[0]}-{APP_PORTS[1]}",
                         help="the application's RTP port range")
+    parser.add_argument("--nice", type=int, default=0,
+                        help="the switch's niceness (negative: ahead of other processes; needs root)")
     parser.add_argument("--keep", action="store_true",
                         help="keep the work directory (SIPp traces, switch log)")
     args = parser.parse_args(argv)
@@ -436,9 +444,10 @@ def main(argv: list[str] | None = None) -> int:
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
     work = Path(tempfile.mkdtemp(prefix="phpvoip-queue-bench-"))
     print(f"waiting callers: SIPp uac -> phpvoip {args.app} on {NUMBER}, RTP read by one receiver, "
-          f"{args.duration:g} s measured per step, {os.cpu_count()} CPUs, load average {load_average()}",
+          f"{args.duration:g} s measured per step, {os.cpu_count()} CPUs, switch niceness {args.nice}, "
+          f"load average {load_average()}",
           flush=True)
-    switch = Switch(work, args.app, ports)
+    switch = Switch(work, args.app, ports, args.nice)
     results: list[WaitStep] = []
     try:
         switch.start()
