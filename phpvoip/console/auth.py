@@ -24,7 +24,7 @@ from twisted.internet import defer, threads
 from twisted.internet.interfaces import IReactorThreads
 from twisted.logger import Logger
 
-from phpvoip.console.passwords import hash_password, verify_password
+from phpvoip.console.passwords import check_hash, verify_password
 from phpvoip.opsconfig import ConsoleSettings
 
 __all__ = ["COOKIE", "Busy", "Session", "Sessions"]
@@ -32,10 +32,14 @@ __all__ = ["COOKIE", "Busy", "Session", "Sessions"]
 log = Logger()
 
 COOKIE = b"phpvoip_session"
-# Compared against when the user is unknown, so that a wrong name costs as long as
-# a wrong password (no telling names apart by the answer's time).
-_DUMMY_HASH = hash_password("phpvoip console: no such user", 1_000)
 MAX_CHECKS = 4
+
+
+def _decoy(stored: str) -> str:
+    """A hash no password matches, as costly as `stored`: checked when the user is
+    unknown, so that a wrong name takes as long as a wrong password."""
+    iterations = check_hash(stored)[0]
+    return f"pbkdf2_sha256${iterations}$ZGVjb3lzYWx0$" + "A" * 43
 
 
 class Busy(Exception):
@@ -69,6 +73,7 @@ class Sessions:
         self.clock = clock
         self.timeout = settings.session_timeout
         self.hashes = {user.name: user.password_hash for user in settings.users}
+        self.decoy = _decoy(settings.users[0].password_hash)
         self.open: dict[str, Session] = {}
         self.checking = 0  # password checks in progress
         for user in settings.users:
@@ -83,7 +88,7 @@ class Sessions:
         if self.checking >= MAX_CHECKS:
             return defer.fail(Busy())
         stored = self.hashes.get(user)
-        target = stored if stored is not None else _DUMMY_HASH
+        target = stored if stored is not None else self.decoy
         if IReactorThreads.providedBy(self.clock):
             d = threads.deferToThreadPool(self.clock, self.clock.getThreadPool(), verify_password,
                                           password, target)

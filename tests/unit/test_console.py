@@ -502,3 +502,12 @@ def test_streams_end_with_their_session():
     second = console.open("GET", "/events")
     console.clock.advance(SETTINGS.session_timeout + 1)
     assert second.disconnecting and console.feed.clients == []
+
+
+def test_an_unknown_user_costs_as_many_iterations_as_a_known_one():
+    """The decoy checked for an unknown name has the users' iteration count, so the
+    answer's time does not tell which names exist."""
+    from phpvoip.console.passwords import check_hash
+
+    sessions = Console().sessions
+    assert check_hash(sessions.decoy)[0] == check_hash(SETTINGS.users[0].password_hash)[0] == 1_000
