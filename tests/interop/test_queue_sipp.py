@@ -197,3 +197,34 @@ async def test_agent_whose_call_died_by_keepalive_gets_the_next_call(reactor, si
         (r.hangup_by, r.reason, r.cause) for r in ended]
     assert all(r.reason == "No answer to keepalive" for r in ended)
     assert await until(reactor, lambda: queue.agent_stats()[0]["state"] == "available")
+
+
+async def dial_code(sipp, service, peers, agent: str, code: str) -> None:
+    """Agent `agent` dials feature code `code` and hears it confirmed until the BYE."""
+    phone = peers.start(sipp_args(
+        sipp, "queue_feature_uac.xml", free_port(), service.port, "-s", code, "-key", "agent", agent,
+        "-m", "1", "-timeout", "20", "-timeout_error",
+    ), deadline=30)
+    assert await phone.wait() == 0, phone.output
+
+
+@pytest_twisted.ensureDeferred
+async def test_feature_codes_from_the_agents_phone(reactor, sipp, switch, peers, tmp_path):
+    """A dynamic agent logs in with *45 (then takes a caller), pauses with *47 (a
+    caller waits unoffered and gives up) and logs out with *46; each code is
+    answered, confirmed and hung up by the queue."""
+    service, log, queue = await start(reactor, sipp, switch, peers, "    dynamic_agents: ['1001']\n",
+                                      {"1001": "queue_agent_answer.xml"})
+    assert queue.agent_stats() == []
+    await dial_code(sipp, service, peers, "1001", "*45")
+    assert await until(reactor, lambda: queue.agent_stats()[0]["state"] == "available")
+    await call_queue(sipp, service, peers, 1)
+    await dial_code(sipp, service, peers, "1001", "*47")
+    assert await until(reactor, lambda: queue.agent_stats()[0]["state"] == "paused")
+    await call_queue(sipp, service, peers, 1, "queue_uac_abandon.xml", "-d", "1000")
+    await dial_code(sipp, service, peers, "1001", "*46")
+    assert await until(reactor, lambda: queue.agent_stats()[0]["state"] == "logged-out")
+    assert [(e.outcome, e.agent) for e in log.left()] == [("answered", "1001"), ("abandoned", "")]
+    assert offered(tmp_path, "1001") == 1
+    changes = [(e.old, e.new) for e in log.events if isinstance(e, AgentStateChanged)]
+    assert ("logged-out", "busy") in changes and changes[-1][1] == "logged-out"
