@@ -1,0 +1,68 @@
+"""The queue as a module of a built switch: found through the plugin, started on the
+engine, observing its events, read by the metrics and the manhole's tables."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from twisted.internet.task import Clock
+
+from phpvoip import config
+from phpvoip.apps.queue import Queue
+from phpvoip.apps.queue_events import AgentStateChanged
+from phpvoip.inspect import agents, queues
+from phpvoip.metrics import build_registry
+from phpvoip.service import build_service
+from tests.unit.test_metrics import scrape
+
+CONFIG = """\
+sip: {listen: [udp:127.0.0.1:25172]}
+storage: memory
+modules:
+  - {type: queue, name: sales, number: "700", agents: ["1001", "1002"], dynamic_agents: ["1003"],
+     ports: "46100-46109"}
+"""
+
+
+class FakeReactor(Clock):
+    """The reactor as the service sees it before it binds anything."""
+
+
+def built(tmp_path):
+    path = tmp_path / "phpvoip.yaml"
+    path.write_text(CONFIG)
+    return build_service(config.load(path), FakeReactor())
+
+
+def test_config_builds_a_queue_module_through_the_plugin(tmp_path):
+    """`type: queue` in the YAML makes a Queue answering 700 and the feature codes."""
+    service = built(tmp_path)
+    [queue] = [m for m in service.engine.modules if isinstance(m, Queue)]
+    assert (queue.name, queue.number, queue.settings.strategy) == ("sales", "700", "ring-all")
+    invite = SimpleNamespace(to=SimpleNamespace(uri=SimpleNamespace(user="*45700")))
+    assert queue.handles(invite)
+    invite.to.uri.user = "701"
+    assert not queue.handles(invite)
+
+
+def test_started_queue_observes_and_reports(tmp_path):
+    """Started on the engine, the queue publishes its static agents' first state on
+    the event stream; metrics and the manhole's tables read its figures."""
+    service = built(tmp_path)
+    [queue] = [m for m in service.engine.modules if isinstance(m, Queue)]
+    seen = []
+    service.engine.add_observer(SimpleNamespace(call_event=seen.append))
+    queue.start(service.engine)
+    try:
+        assert [(e.agent, e.new) for e in seen if isinstance(e, AgentStateChanged)] == [
+            ("1001", "available"), ("1002", "available")]
+        registry, _ = build_registry(service)
+        samples = scrape(registry)
+        assert samples[("phpvoip_queue_callers_waiting", (("queue", "sales"),))] == 0
+        assert samples[("phpvoip_queue_agents", (("queue", "sales"), ("state", "available")))] == 2
+        table = queues(service.engine).text()
+        assert "CALLERS WAITING" in table and "SERVICE LEVEL" in table
+        assert agents(service.engine).text().count("available") == 2
+    finally:
+        queue.stop()
+    assert queue not in service.engine.events.observers
