@@ -53,7 +53,13 @@ def call_row(bridge: Any, now: float) -> dict[str, Any]:
 def call_rows(engine: Any) -> list[dict[str, Any]]:
     """Every live call, oldest first."""
     now = engine.clock.seconds()
-    return [call_row(engine.calls[i], now) for i in sorted(engine.calls, key=inspect._call_order)]
+    return [call_row(engine.calls[i], now) for i in sorted(engine.calls, key=_order)]
+
+
+def _order(call_id: str) -> tuple[int, str]:
+    """call-9 before call-10."""
+    number = call_id.rpartition("-")[2]
+    return (int(number) if number.isdigit() else 0, call_id)
 
 
 def registration_count(engine: Any) -> int:

@@ -103,9 +103,11 @@ class ConsoleFeed:
 
     def call_event(self, event: Any) -> None:
         kind = type(event)
+        if kind is CallAttempted:
+            self.per_minute.count(event.time)
+        if not self.clients:
+            return  # nobody watching: nothing to note (a new client gets the whole state)
         if isinstance(event, CallEvent):
-            if kind is CallAttempted:
-                self.per_minute.count(event.time)
             self._calls[event.call.id] = None
             self._stats = True
         elif isinstance(event, RegistrationEvent):

@@ -24,7 +24,7 @@ from phpvoip.console.auth import COOKIE, Busy, Session, Sessions
 from phpvoip.console.data import call_rows, table_dict
 from phpvoip.console.feed import ConsoleFeed
 from phpvoip.console.ladder_svg import ladder_svg
-from phpvoip.console.records import CSV_LIMIT, QueryError, RecordQuery, csv_text, find_records
+from phpvoip.console.records import CSV_LIMIT, PAGE_LIMIT, QueryError, RecordQuery, csv_text, find_records
 
 __all__ = ["ConsoleResource", "StaticFiles", "console_site"]
 
@@ -251,8 +251,7 @@ class ConsoleResource(resource.Resource):
             if path != "/records":
                 return self._plain(request, 400, str(e))
             return self._html(request, pages.records_page([], RecordQuery(), "", str(e), **common), 400)
-        limit = CSV_LIMIT if path == "/records.csv" else None
-        d = find_records(self.service, query, limit) if limit else find_records(self.service, query)
+        d = find_records(self.service, query, CSV_LIMIT if path == "/records.csv" else PAGE_LIMIT)
 
         def done(rows: list[dict[str, Any]]) -> None:
             if path == "/records.csv":

@@ -511,3 +511,13 @@ def test_an_unknown_user_costs_as_many_iterations_as_a_known_one():
 
     sessions = Console().sessions
     assert check_hash(sessions.decoy)[0] == check_hash(SETTINGS.users[0].password_hash)[0] == 1_000
+
+
+def test_nothing_is_kept_while_nobody_watches():
+    """Without a connected page the feed notes no call (only the chart counts), so
+    a console nobody opens holds no memory per call."""
+    console = Console()
+    for n in range(50):
+        console.switch.send(invite(call_id=f"unwatched-{n}"))
+    assert console.feed._calls == {} and len(console.switch.engine.calls) == 50
+    assert sum(console.feed.per_minute.values(console.clock.seconds())) == 50
