@@ -25,15 +25,14 @@ def _e(value: Any) -> str:
 def layout(title: str, body: str, csrf: str = "", page: str = "", user: str = "") -> str:
     """A whole page: head (CSRF token for scripts, stylesheet, script), the nav,
     and `body` in <main>."""
-    nav = ""
+    current = ' aria-current="page"'
+    links = "".join(f'<a href="{href}"{current if href == page else ""}>{label}</a>' for href, label in NAV)
+    logout = ""
     if user:
-        current = ' aria-current="page"'
-        links = "".join(f'<a href="{href}"{current if href == page else ""}>{label}</a>'
-                        for href, label in NAV)
-        nav = (f'<header><nav aria-label="Console">{links}</nav>'
-               f'<form method="post" action="/logout" class="logout">'
-               f'<input type="hidden" name="csrf" value="{_e(csrf)}">'
-               f'<span class="user">{_e(user)}</span> <button type="submit">Log out</button></form></header>')
+        logout = (f'<form method="post" action="/logout" class="logout">'
+                  f'<input type="hidden" name="csrf" value="{_e(csrf)}">'
+                  f'<span class="user">{_e(user)}</span> <button type="submit">Log out</button></form>')
+    nav = f'<header><nav aria-label="Console">{links}</nav>{logout}</header>'
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'

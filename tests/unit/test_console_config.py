@@ -9,6 +9,7 @@ import subprocess
 import sys
 from http.cookies import SimpleCookie
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -20,11 +21,13 @@ from twisted.web.client import Agent, FileBodyProducer
 from twisted.web.http_headers import Headers
 
 from phpvoip import config
-from phpvoip.cdr import cdr_row, select_records
+from phpvoip.cdr import CallDetailRecords, cdr_row, select_records
 from phpvoip.config import ConfigError, load_text
 from phpvoip.console.passwords import HashFormatError, check_hash, hash_password, verify_password
+from phpvoip.console.records import RecordQuery, find_records, switch_call_id
+from phpvoip.opsconfig import CdrSettings
 from phpvoip.service import build_service
-from phpvoip.store.sqlite import CDR_COLUMNS, CDR_MEDIA_COLUMNS, SCHEMA
+from phpvoip.store.sqlite import CDR_COLUMNS, CDR_MEDIA_COLUMNS, SCHEMA, SqliteStore
 from tests.unit.test_cdr import ended
 
 FAST = hash_password("s3cret", 1_000)
@@ -220,3 +223,23 @@ def test_select_records_filters_by_number_time_and_disposition():
                                                                                "B-call-1"]
     assert len(select_records(cursor, limit=2)) == 2
     assert select_records(cursor, number="1001", limit=1)[0]["caller"] == "1001"
+
+
+@pytest_twisted.ensureDeferred
+async def test_records_come_from_the_cdr_table_after_a_flush(tmp_path: Path, reactor: Any):
+    """With call records on, the search first writes what is queued (a call that
+    just ended is found) and then reads the SQLite table, with the filters."""
+    store = SqliteStore(tmp_path / "cdr.db", reactor)
+    records = CallDetailRecords(store, CdrSettings(True, 200, 60.0), Clock(), boot="20261203T090000Z-ab12")
+    try:
+        for n in range(1, 4):
+            records.call_event(ended(n, start=1000.0 + n, answered=n != 2))
+        assert records.queued == 3  # a minute before its timer would write them
+        service = SimpleNamespace(cdr=records, engine=SimpleNamespace(store=store))
+        rows = await find_records(service, RecordQuery(disposition="ANSWERED"))
+        assert [r["id"] for r in rows] == ["20261203T090000Z-ab12-call-3", "20261203T090000Z-ab12-call-1"]
+        assert records.queued == 0 and rows[0]["billsec"] == 30.0
+        assert switch_call_id(rows[0]["id"]) == "call-3"
+    finally:
+        await records.stop()
+        await store.close()
