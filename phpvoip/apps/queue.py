@@ -256,7 +256,8 @@ class QueueLogic:
         timeout = max(a.settings.ring_timeout for a in agents)
         log.debug("queue {queue}: call {callID} offered to {agents}", queue=self.name, callID=entry.call.id,
                   agents=numbers)
-        d = entry.call.bridge(numbers, ring_timeout=timeout)
+        # A call that fails at once must still settle the offer: no agent stays "ringing".
+        d = defer.maybeDeferred(entry.call.bridge, numbers, ring_timeout=timeout)
         d.addCallbacks(self._offer_answered, self._offer_failed, callbackArgs=(entry,), errbackArgs=(entry,))
 
     def _offer_answered(self, number: str, entry: _Caller) -> None:
@@ -329,7 +330,7 @@ class QueueLogic:
         now = self.clock.seconds()
         self.publish(QueueCallerRefused(now, self.name, call.id, call.caller, reason, overflow))
         if overflow:
-            call.transfer(overflow).addErrback(lambda f: None)
+            defer.maybeDeferred(call.transfer, overflow).addErrback(self._transfer_failed, call)
         else:
             call.hangup(Cause(status, text, "local"))
 
@@ -362,7 +363,7 @@ class QueueLogic:
 
     def _play(self, entry: _Caller, prompts: list[str]) -> None:
         """Play `prompts`, then music on hold again while the caller still waits."""
-        d = entry.call.play(prompts)
+        d = defer.maybeDeferred(entry.call.play, prompts)
         d.addCallback(lambda _: entry.outcome or entry.call.hold(self.settings.music))
         d.addErrback(lambda f: f.trap(CallGone))
 
@@ -408,10 +409,17 @@ class QueueLogic:
         self._leave(entry, outcome)
         target = self.settings.exit_to if outcome == "exit" else self.settings.overflow
         if target:
-            entry.call.transfer(target).addErrback(lambda f: None)
+            defer.maybeDeferred(entry.call.transfer, target).addErrback(self._transfer_failed, entry.call)
         else:
             entry.call.hangup(Cause(408 if outcome == "timeout" else 480, f"queue {outcome}", "local"))
         entry.finish()
+
+    def _transfer_failed(self, failure: Failure, call: Any) -> None:
+        """The overflow or exit target did not take the caller (the call object has
+        hung it up with the target's status): logged, nothing else to do."""
+        if not failure.check(CallGone):
+            log.info("queue {queue}: call {callID} not taken by its overflow: {error}", queue=self.name,
+                     callID=call.id, error=failure.getErrorMessage())
 
     def _caller_gone(self, cause: Any, entry: _Caller) -> Any:
         """The caller's call ended. While an agent rings, the bridge's outcome says

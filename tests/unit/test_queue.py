@@ -332,3 +332,17 @@ def test_feature_code_with_a_queue_number_acts_on_that_queue_only():
     assert [[r["state"] for r in q.agent_stats()] for q in queues] == [["available"], ["available"]]
     feature(queues[1], "1005", "*46700")
     assert [[r["state"] for r in q.agent_stats()] for q in queues] == [["logged-out"], ["available"]]
+
+
+def test_a_bridge_that_raises_leaves_no_agent_ringing():
+    """An offer that fails at once (even by raising) settles: the agent is not left ringing."""
+    clock, logic, events, switch = make_queue(agents=["1001"], retry_delay=1)
+    call = FakeCall("c", "2001")
+
+    def broken(numbers, ring_timeout=None):
+        raise RuntimeError("no route")
+
+    call.bridge = broken
+    logic.handle(call)
+    clock.advance(0)
+    assert logic.agent_stats()[0]["state"] == "retry" and logic.queue_stats()[0]["callers_waiting"] == 1
