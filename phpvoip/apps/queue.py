@@ -160,6 +160,32 @@ class QueueLogic:
             self.members.append(agent)
         return agent
 
+    def apply(self, settings: QueueSettings) -> None:
+        """New settings on a reload, keeping who is logged in, paused or on a call and
+        the figures: agents get their new timers, static agents added to the config
+        are logged in, those removed become dynamic ones and are logged out unless
+        still allowed to log in. Waiting callers keep their timers."""
+        now = self.clock.seconds()
+        if settings.strategy != self.settings.strategy:
+            self.strategy = Strategy(settings.strategy, self.strategy.rng)
+        self.settings = settings
+        static = [a.number for a in settings.agents]
+        for agent in self.members:
+            agent.settings = settings.agent(agent.number)
+            if agent.static and agent.number not in static:
+                agent.static = False
+                if not settings.may_log_in(agent.number):
+                    agent.logout()
+        for number in static:
+            agent = self._agent(number)
+            if not agent.static:
+                agent.static = True
+                agent.login(now)
+        order = {number: i for i, number in enumerate(static)}
+        self.members.sort(key=lambda a: order.get(a.number, len(order)))  # stable: dynamic ones keep theirs
+        self._check_empty()
+        self.dispatch()
+
     def login(self, number: str) -> None:
         self._agent(number).login(self.clock.seconds())
         self.dispatch()
@@ -536,9 +562,13 @@ class Queue(Application):
             self.logic.stop()
 
     def reconfigure(self, settings: Any) -> bool:
-        """Agents, strategy and timers live in the running queue: a changed queue is
-        rebuilt (False), an unchanged one kept."""
-        return settings == self.settings
+        """A reload: the running queue takes the new settings in place (`QueueLogic.apply`),
+        so agents stay logged in and callers keep their places."""
+        if not super().reconfigure(settings):
+            return False
+        if self.logic is not None:
+            self.logic.apply(settings)
+        return True
 
     def _peers(self) -> list[QueueLogic]:
         return [m.logic for m in self.engine.modules if isinstance(m, Queue) and m.logic is not None]

@@ -346,3 +346,19 @@ def test_a_bridge_that_raises_leaves_no_agent_ringing():
     logic.handle(call)
     clock.advance(0)
     assert logic.agent_stats()[0]["state"] == "retry" and logic.queue_stats()[0]["callers_waiting"] == 1
+
+
+def test_reload_keeps_agents_and_callers():
+    """New settings in place: a dynamic agent stays logged in, a removed static agent
+    is logged out, an added one logged in, new timers apply, the caller keeps waiting."""
+    clock, logic, events, switch = make_queue(agents=["1001", "1002"], dynamic_agents=["1005"])
+    logic.login("1005")
+    busy = [switch.call(a, "9") for a in ("1001", "1002", "1005")]
+    call = join(logic, switch)
+    logic.apply(settings(agents=["1003", "1001"], dynamic_agents=["1005"], wrapup=4, strategy="linear"))
+    rows = {r["agent"]: r for r in logic.agent_stats()}
+    assert [r["agent"] for r in logic.agent_stats()] == ["1003", "1001", "1002", "1005"]
+    assert {a: r["state"] for a, r in rows.items()} == {
+        "1003": "ringing", "1001": "busy", "1002": "logged-out", "1005": "busy"}
+    assert call.ringing == "1003" and logic.agents["1001"].settings.wrapup == 4
+    assert logic.queue_stats()[0]["strategy"] == "linear" and len(busy) == 3

@@ -3,6 +3,7 @@ engine, observing its events, read by the metrics and the manhole's tables."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from types import SimpleNamespace
 
 from twisted.internet.task import Clock
@@ -63,6 +64,8 @@ def test_started_queue_observes_and_reports(tmp_path):
         table = queues(service.engine).text()
         assert "CALLERS WAITING" in table and "SERVICE LEVEL" in table
         assert agents(service.engine).text().count("available") == 2
+        changed = replace(queue.settings, strategy="linear")
+        assert queue.reconfigure(changed) and queue.logic.settings is changed  # in place: a reload
     finally:
         queue.stop()
     assert queue not in service.engine.events.observers
