@@ -14,8 +14,9 @@ process (an injection file, one port per call). Once all N are answered and
 welcome prompt, 5 s, to end: what is measured is callers on music on hold), every
 socket's packets are read for
 ``--duration`` seconds, each stamped by the kernel on arrival (SO_TIMESTAMPNS), so
-this process's own lateness in reading does not count. Then SIPp hangs the calls up
-(BYE) and the next step starts.
+this process's own lateness in reading does not count (it reads in batches 5 ms
+apart, so as not to wake at every packet and take the CPU from the switch). Then
+SIPp hangs the calls up (BYE) and the next step starts.
 
 Jitter is the plain inter-arrival deviation, per packet: the time between two packets
 of one caller minus the time their RTP timestamps say should pass (20 ms for
@@ -27,7 +28,10 @@ Loss is expected minus received packets, expected from the span of the RTP
 timestamps (the endpoint skips frames it is too late for without a sequence gap, and
 a caller misses those as much as lost ones).
 Per step also: the switch's CPU (% of one core over the measurement) and peak RSS
-(VmHWM), and this receiver's CPU (near 100 % its own figures would be suspect).
+(VmHWM), this receiver's CPU (near 100 % its own figures would be suspect), the
+switch's longest garbage-collector pause so far (from its /metrics), how often the
+kernel preempted it and the load average: the machine is shared, and a switch
+waiting for a CPU sends late however well it paces.
 
 A step holds when every caller is answered and hears music, loss < 1 % and jitter
 p99 < 5 ms; one that does not is run once more (``--retries``; the machine is shared)
@@ -49,6 +53,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from array import array
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +85,7 @@ _TIMESPEC = struct.Struct("@qq")
 _RTP = struct.Struct("!BBHI")  # flags, marker+PT, sequence, timestamp
 _SILENT = bytes((0xFF, 0x7F, 0xD5, 0x55))  # PCMU and PCMA zero, both signs
 PTIME = 0.020
+_BATCH = 0.005  # seconds between the receiver's reads when it only listens
 RATE = 8000
 
 
@@ -92,8 +98,23 @@ class Switch:
         self.app = app
         self.ports = ports
         self.port = free_port()
+        self.metrics_port = free_port()
         self.process: subprocess.Popen | None = None
         self.log = (work / "phpvoip.log").open("wb")
+
+    def gc_pause_max(self) -> float | None:
+        """The switch's longest garbage-collector pause so far (s), from /metrics: a
+        stall it explains is the collector's, not the pacing's."""
+        try:
+            url = f"http://{LOOPBACK}:{self.metrics_port}/metrics"
+            with urllib.request.urlopen(url, timeout=5) as response:
+                text = response.read().decode()
+        except OSError:
+            return None
+        for line in text.splitlines():
+            if line.startswith("phpvoip_gc_pause_max_seconds "):
+                return float(line.split()[1])
+        return None
 
     def config(self) -> str:
         low, high = self.ports
@@ -113,6 +134,7 @@ class Switch:
             f"  listen: [udp:{LOOPBACK}:{self.port}]\n"
             f"  domain: {LOOPBACK}\n"
             "storage: 'memory:'\nladders: {enabled: false}\ncdr: {enabled: false}\n"
+            f"metrics: {{listen: 'tcp:{self.metrics_port}:interface={LOOPBACK}'}}\n"
             "log_level: warn\n"
             "calls: {keepalive_interval: 0}\n"
             "modules:\n"
@@ -269,7 +291,14 @@ def receive(callers: list[Caller], duration: float, send_to: dict[int, int] | No
                     pass
             tick += 1
             next_tick = start + tick * 0.001
-        wait = min(end, next_tick if outgoing else end) - clock()
+        if outgoing:
+            wait = min(end, next_tick) - clock()
+        else:
+            # Read in batches, 5 ms apart, rather than waking at every packet: the
+            # kernel's stamps keep each arrival time, and a receiver woken 15,000
+            # times a second would take the CPU from the switch it measures.
+            time.sleep(max(0.0, min(end, now + _BATCH) - clock()))
+            wait = 0.0
         for fd, _ in poller.poll(max(wait, 0.0)):
             caller = by_fd[fd]
             while True:
@@ -318,6 +347,7 @@ class WaitStep:
     switch_cpu: float = 0.0
     switch_rss_kib: int = 0
     receiver_cpu: float = 0.0
+    gc_pause_ms: float = 0.0  # the switch's longest collector pause so far
     preempted: int = 0  # times the kernel took the CPU from the switch while measuring
     load: str = ""  # the machine's load average after the step (other processes share it)
     note: str = ""
@@ -374,6 +404,7 @@ def wait_step(sipp: str, switch: Switch, n: int, args: argparse.Namespace, step_
         step.switch_cpu = 100.0 * (cpu_seconds(switch.pid) - before) / (time.monotonic() - started)
         step.switch_rss_kib = status_kib(switch.pid, "VmHWM")
         step.load = load_average().split()[0]
+        step.gc_pause_ms = 1000.0 * (switch.gc_pause_max() or 0.0)
         step.preempted = status_kib(switch.pid, "nonvoluntary_ctxt_switches") - preempted
         step.silent = sum(1 for c in callers if not (c.audible if switch.app == "queue" else c.received))
         step.received = sum(c.received for c in callers)
@@ -406,6 +437,7 @@ def print_step(step: WaitStep) -> None:
           f"jitter p50 {fmt(step.p50)} p99 {fmt(step.p99)} ms  "
           f"J median {fmt(step.j_median)} worst {fmt(step.j_worst)} ms  switch CPU {step.switch_cpu:5.1f}% "
           f"RSS {step.switch_rss_kib / 1024:5.1f} MiB  receiver CPU {step.receiver_cpu:5.1f}%  "
+          f"gc max {step.gc_pause_ms:.0f} ms  "
           f"preempted {step.preempted}  load {step.load}  {'held' if step.held else 'FAIL'} {step.note}",
           flush=True)
 
