@@ -9,9 +9,10 @@ unless the section says ``allow_remote: true``.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from phpvoip.settings import Section
@@ -92,11 +93,16 @@ class LadderSettings:
 @dataclass(frozen=True)
 class ConsoleUser:
     """One console login: the name and its `pbkdf2_sha256$…` hash (a plaintext
-    password in the config is hashed at load; `plaintext` says it was, for a warning)."""
+    password in the config is hashed at load; `plaintext` says it was, for a warning).
+
+    Two loads of one plaintext give two hashes (a fresh salt each time), so users
+    compare by `source`: the configured hash, or a SHA-256 of the plaintext; a
+    reload then sees no change where the file has none."""
 
     name: str
-    password_hash: str
+    password_hash: str = field(compare=False)
     plaintext: bool = False
+    source: str = ""
 
 
 @dataclass(frozen=True)
@@ -219,12 +225,13 @@ def console_settings(top: Section) -> ConsoleSettings | None:
                 check_hash(text)
             except HashFormatError as e:
                 raise entry.error("password_hash", str(e)) from None
-            users.append(ConsoleUser(str(name), text))
+            users.append(ConsoleUser(str(name), text, source=text))
         else:
             password = entry.string("password")
             if not password:
                 raise entry.error("password", "must not be empty")
-            users.append(ConsoleUser(str(name), hash_password(password), plaintext=True))
+            users.append(ConsoleUser(str(name), hash_password(password), plaintext=True,
+                                     source=hashlib.sha256(password.encode()).hexdigest()))
         entry.check_unknown()
     if not users:
         raise section.error("users", "name at least one user (nobody could log in)")

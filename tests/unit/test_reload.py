@@ -290,3 +290,16 @@ def test_summary_of_everything():
     assert summary(changes, ["registrar", "carrier (re-registering)"]) == (
         "routes 1 -> 2; modules added: trunk2; removed: robot; changed: registrar, carrier (re-registering); "
         "registrar users: +1003 -1002; needs a restart: sip.listen")
+
+
+def test_console_is_a_restart_section_and_a_plaintext_password_is_no_change():
+    """Two loads of one plaintext console password hash it with two salts; that is
+    no change. A new password or listen address is, and only a restart applies it."""
+    console = '\nconsole: {listen: "tcp:8080:interface=127.0.0.1", users: {admin: {password: %s}}}\n'
+    first, again = load_text(BASE + console % "pw1"), load_text(BASE + console % "pw1")
+    assert first.console.users[0].password_hash != again.console.users[0].password_hash
+    assert summary(compare(first, again)) == "nothing changed"
+    changed = load_text(BASE + console % "pw2")
+    assert summary(compare(first, changed)) == "needs a restart: console"
+    moved = load_text(BASE + (console % "pw1").replace("8080", "8081"))
+    assert summary(compare(first, moved)) == "needs a restart: console"
