@@ -16,7 +16,7 @@ from zope.interface import implementer
 
 from phpvoip.apps.queue_events import AgentStateChanged, QueueCallerLeft
 from phpvoip.interfaces import ICallObserver
-from tests.interop.conftest import SCENARIOS, sipp_args, wait_idle
+from tests.interop.conftest import FAST_TIMERS, SCENARIOS, sipp_args, wait_idle
 from tests.support import LOOPBACK, free_port
 
 pytestmark = pytest.mark.interop
@@ -24,6 +24,7 @@ pytestmark = pytest.mark.interop
 PORTS = "46000-46099"  # the queue's RTP ports: no other test's range
 AGENTS = ("1001", "1002", "1003")
 CALLS = 10
+QUICK_TIMERS = "  timers: {t1: 0.05, t2: 0.2, t4: 0.25}\n"  # an unanswered OPTIONS gives up after 3.2 s
 
 
 @implementer(ICallObserver)
@@ -69,10 +70,11 @@ async def until(reactor: Any, check: Any, timeout: float = 10.0) -> Any:
     return check()
 
 
-async def start(reactor, sipp, switch, peers, queue: str, phones: dict[str, str], keepalive: float = 0):
+async def start(reactor, sipp, switch, peers, queue: str, phones: dict[str, str], keepalive: float = 0,
+                timers: str = FAST_TIMERS):
     """The switch, the queue's event log, and each agent's phone registered with
     its -oocsf scenario."""
-    service = await switch(config(queue, keepalive))
+    service = await switch(config(queue, keepalive), timers)
     log = QueueLog()
     service.engine.add_observer(log)
     [registrar] = [m for m in service.engine.modules if m.name == "registrar"]
@@ -174,7 +176,8 @@ async def test_wrapup_is_respected(reactor, sipp, switch, peers, tmp_path):
 @pytest_twisted.ensureDeferred
 async def test_caller_hanging_up_while_waiting_is_abandoned(reactor, sipp, switch, peers, tmp_path):
     """No agent is logged in: a caller who hangs up after a second is counted abandoned."""
-    service, log, queue = await start(reactor, sipp, switch, peers, "    dynamic_agents: ['1001']\n", {})
+    service, log, queue = await start(reactor, sipp, switch, peers, "    dynamic_agents: ['1001']\n", {},
+                                      timers=QUICK_TIMERS)  # transactions end sooner: wait_idle below
     await call_queue(sipp, service, peers, 1, "queue_uac_abandon.xml", "-d", "1000")
     [left] = log.left()
     assert left.outcome == "abandoned" and 0.8 <= left.waited <= 3.0
@@ -189,7 +192,8 @@ async def test_agent_whose_call_died_by_keepalive_gets_the_next_call(reactor, si
     """Agent 1001 stops answering the switch's keepalive OPTIONS after answering:
     the switch ends that call, and the next caller is offered to 1001 again."""
     service, log, queue = await start(reactor, sipp, switch, peers, "    agents: ['1001']\n",
-                                      {"1001": "queue_agent_deaf.xml"}, keepalive=0.5)
+                                      {"1001": "queue_agent_deaf.xml"}, keepalive=0.5,
+                                      timers=QUICK_TIMERS)
     await call_queue(sipp, service, peers, 2)
     assert [(e.outcome, e.agent) for e in log.left()] == [("answered", "1001")] * 2
     ended = [r for r in service.engine.records if r.transfers == ["1001"]]
