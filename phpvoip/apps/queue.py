@@ -52,6 +52,13 @@ __all__ = ["Queue", "QueueLogic", "parse_settings"]
 log = Logger()
 
 
+def _leave_hint(digit: str) -> list[str]:
+    """"To leave the queue, press 0" for an exit digit; nothing without one."""
+    if not digit:
+        return []
+    return ["queue-leave", {"*": "star", "#": "pound"}.get(digit, f"number-{digit}")]
+
+
 class _Caller:
     """One caller waiting: its call, when it joined, the offer ringing for it."""
 
@@ -383,7 +390,7 @@ class QueueLogic:
             entry.wait_timer = self.clock.callLater(settings.max_wait, self._wait_over, entry)
         if settings.announce_frequency:
             entry.announce_timer = self.clock.callLater(settings.announce_frequency, self._announce, entry)
-        self._play(entry, ["queue-welcome"])
+        self._play(entry, ["queue-welcome", *_leave_hint(settings.exit_digit)])
         self.dispatch()
         await entry.finished  # Application hangs up a call whose run() returned
 

@@ -244,6 +244,7 @@ def test_exit_digit_goes_to_exit_to():
     """The exit digit sends the caller to exit_to, counted as exited."""
     clock, logic, events, switch = make_queue(agents=[], exit_digit="0", exit_to="800")
     call = join(logic, switch)
+    assert call.played[0] == ["queue-welcome", "queue-leave", "number-0"]
     call.press("5")
     assert call.transferred == []
     call.press("0")
