@@ -232,3 +232,19 @@ async def test_feature_codes_from_the_agents_phone(reactor, sipp, switch, peers,
     assert offered(tmp_path, "1001") == 1
     changes = [(e.old, e.new) for e in log.events if isinstance(e, AgentStateChanged)]
     assert ("logged-out", "busy") in changes and changes[-1][1] == "logged-out"
+
+
+@pytest_twisted.ensureDeferred
+async def test_exit_digit_takes_the_caller_to_exit_to(reactor, sipp, switch, peers, tmp_path):
+    """No agent is logged in; the caller presses 0 (SIP INFO) and is transferred to
+    exit_to, extension 1002, who answers: counted as exited, not abandoned."""
+    service, log, queue = await start(reactor, sipp, switch, peers, (
+        "    dynamic_agents: ['1001']\n    exit_digit: '0'\n    exit_to: '1002'\n"),
+        {"1002": "queue_agent_answer.xml"})
+    await call_queue(sipp, service, peers, 1, "queue_uac_exit.xml", "-d", "500")
+    [left] = log.left()
+    assert left.outcome == "exit" and left.waited >= 0.4
+    stats = queue.queue_stats()[0]
+    assert (stats["exited"], stats["abandoned"], stats["answered"]) == (1, 0, 0)
+    assert offered(tmp_path, "1002") == 1
+    assert service.engine.records[-1].transfers == ["1002"]
