@@ -248,3 +248,43 @@ async def test_exit_digit_takes_the_caller_to_exit_to(reactor, sipp, switch, pee
     assert (stats["exited"], stats["abandoned"], stats["answered"]) == (1, 0, 0)
     assert offered(tmp_path, "1002") == 1
     assert service.engine.records[-1].transfers == ["1002"]
+
+
+def caller(sipp, service, peers, scenario: str, *extra: str) -> Any:
+    return peers.start(sipp_args(sipp, scenario, free_port(), service.port, "-s", "700", "-m", "1",
+                                 "-timeout", "20", "-timeout_error", *extra), deadline=30)
+
+
+@pytest_twisted.ensureDeferred
+async def test_max_wait_and_max_callers_overflow(reactor, sipp, switch, peers, tmp_path):
+    """No agent is logged in, max_callers 1: a second caller goes straight to the
+    overflow number (1002, who answers); the first follows after max_wait (2 s)."""
+    service, log, queue = await start(reactor, sipp, switch, peers, (
+        "    dynamic_agents: ['1001']\n    max_callers: 1\n    max_wait: 2\n    overflow: '1002'\n"),
+        {"1002": "queue_agent_answer.xml"})
+    first = caller(sipp, service, peers, "queue_uac.xml")
+    assert await until(reactor, lambda: queue.queue_stats()[0]["callers_waiting"] == 1)
+    second = caller(sipp, service, peers, "queue_uac.xml")
+    assert await second.wait() == 0, second.output
+    assert await first.wait() == 0, first.output
+    [left] = log.left()
+    assert left.outcome == "timeout" and 2.0 <= left.waited < 3.5
+    stats = queue.queue_stats()[0]
+    assert (stats["refused"], stats["timed_out"], stats["abandoned"]) == (1, 1, 0)
+    assert offered(tmp_path, "1002") == 2
+    assert [r.transfers for r in list(service.engine.records)[-2:]] == [["1002"], ["1002"]]
+
+
+@pytest_twisted.ensureDeferred
+async def test_full_queue_without_overflow_answers_486(reactor, sipp, switch, peers, tmp_path):
+    """max_callers 1 and no overflow: while one caller waits, the next gets 486 Busy Here."""
+    service, log, queue = await start(reactor, sipp, switch, peers,
+                                      "    dynamic_agents: ['1001']\n    max_callers: 1\n", {})
+    first = caller(sipp, service, peers, "queue_uac_abandon.xml", "-d", "2000")
+    assert await until(reactor, lambda: queue.queue_stats()[0]["callers_waiting"] == 1)
+    busy = caller(sipp, service, peers, "uac_busy.xml")
+    assert await busy.wait() == 0, busy.output
+    assert await first.wait() == 0, first.output
+    stats = queue.queue_stats()[0]
+    assert (stats["refused"], stats["abandoned"]) == (1, 1)
+    assert sorted(r.status for r in service.engine.records if r.callee == "700") == [200, 486]
