@@ -460,6 +460,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="what the callers reach: the queue (music on hold) or the echo (fed by us)")
     parser.add_argument("--ports", default=f"{APP_PORTS[0]}-{APP_PORTS[1]}",
                         help="the application's RTP port range")
+    parser.add_argument("--keep-going", action="store_true",
+                        help="run every step even after one failed (CPU and RSS further up the ladder)")
     parser.add_argument("--nice", type=int, default=0,
                         help="the switch's niceness (negative: ahead of other processes; needs root)")
     parser.add_argument("--keep", action="store_true",
@@ -494,7 +496,7 @@ def main(argv: list[str] | None = None) -> int:
                 if step.held:
                     break
             results.append(step)
-            if not step.held:
+            if not step.held and not args.keep_going:
                 break
     finally:
         switch.stop()
