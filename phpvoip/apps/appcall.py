@@ -27,7 +27,7 @@ from phpvoip.apps.answering import MediaLeg
 from phpvoip.apps.bridging import BridgeAttempt
 from phpvoip.bridge_rebridge import TRANSFERRED, RebridgeFailed
 from phpvoip.interfaces import NORMAL_CLEARING, CallGone, Cause, IAppCall
-from phpvoip.media import tones
+from phpvoip.media import prompts, tones
 
 if TYPE_CHECKING:
     from phpvoip.apps.base import Application
@@ -44,19 +44,11 @@ SILENCE_PEAK = 1000
 
 def _resolve(item: Any) -> Any:
     """A prompt name -> its file (phpvoip.media.prompts); anything else as is."""
-    try:
-        from phpvoip.media.prompts import resolve
-    except ImportError:  # an install without the sounds: strings are paths
-        return item
-    return resolve(item)
+    return prompts.resolve(item)
 
 
 def _music() -> bytes:
-    try:
-        from phpvoip.media.prompts import music_on_hold
-    except ImportError:
-        return tones.tone((440.0,), 0.3) + tones.silence(2.7)
-    return music_on_hold()
+    return prompts.music_on_hold()
 
 
 class _Collect:

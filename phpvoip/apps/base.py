@@ -34,6 +34,7 @@ from phpvoip.apps.appcall import AppCall
 from phpvoip.apps.settings import AppSettings, app_settings, parse_settings, port_range
 from phpvoip.interfaces import CallGone, CallRejected, Cause, IApplication, NotMine
 from phpvoip.legs.local import local_pair
+from phpvoip.media import prompts
 from phpvoip.media.pacer import Pacer
 from phpvoip.originate import OriginateFailed
 from phpvoip.sip.message import Request
@@ -112,6 +113,9 @@ class Application:
             self.reactor = engine.clock
         if self.pacer is None:
             self.pacer = shared_pacer(self.reactor)
+        # Made once per process, now rather than on the first caller's hold():
+        # synthesizing it (~0.2 s) inside a call would stall every stream's media.
+        prompts.music_on_hold()
 
     def stop(self) -> Any:
         """Calls in progress are the engine's to end (it hangs them all up at shutdown)."""
