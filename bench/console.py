@@ -2,15 +2,16 @@
 one run: without a browser, then with a headless chromium on the live pages.
 
 Run through ``bench/console.sh``, or
-``.venv/bin/python bench/console.py [--rates 100,150,...] [--duration 10] [--pause 3]``.
+``.venv/bin/python bench/console.py [--rates 100,150,...] [--duration 10] [--pause 3] [--pages /,/calls]``.
 
 Both runs start the same switch, ``twistd -n phpvoip -c CONFIG`` with the trunk of
 bench/calls.py (SIPp's built-in UAC -> switch -> SIPp UAS) and the console on a free
 loopback port; call records, ladders and metrics are off in both, as in calls.py's
 plain run, so the browser is the only difference. In the second run, before the
 warm-up, chromium (Debian's, through chromedriver: bench/browser.py) logs in and keeps
-two tabs open, the dashboard (/) and /calls, each streaming /events; they stay open
-through every step. Each run steps up the rate until a step loses a call (calls.py's
+two tabs open, the dashboard (/) and /calls (``--pages``), each streaming /events; they
+stay open through every step, and once a second a tiny script on the last tab times
+how busy that page is. Each run steps up the rate until a step loses a call (calls.py's
 strict criterion); the summary gives the highest passing rate of each, their ratio
 (the goal: the browser costs at most 10 %), the browser's CPU over the ladder, and
 per page stream whether it was still open and how many events it delivered.
@@ -22,6 +23,7 @@ import argparse
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,7 @@ from calls import LOOPBACK, TICKS, Phpvoip, Result, fmt_ms, free_port, run_ladde
 
 USER, PASSWORD = "bench", "console-bench"
 STREAM_TYPES = ("call", "call-ended", "stats")
+ROWS = "return document.querySelectorAll('#calls-table tbody tr').length;"
 
 
 class PhpvoipConsole(Phpvoip):
@@ -66,6 +69,7 @@ class WithBrowser(PhpvoipConsole):
     """The same switch with chromium logged in on the dashboard and /calls."""
 
     name = "browser"
+    pages: tuple[str, ...] = ("/", "/calls")  # one tab each; the probe uses the last
 
     def __init__(self, work: Path, uas_port: int) -> None:
         super().__init__(work, uas_port)
@@ -75,7 +79,12 @@ class WithBrowser(PhpvoipConsole):
         self.browser_cpu = 0.0
         self.wall = 0.0
         self.started = 0.0
-        self.streams: dict[str, list[dict[str, Any]]] = {}
+        self.streams: dict[str, list[dict[str, Any]] | str] = {}
+        self.probe_worst = 0.0  # s: slowest round trip of a script on /calls
+        self.probe_rows = 0  # most rows /calls showed at once
+        self.probe_failures = 0
+        self._probing = threading.Event()
+        self._prober: threading.Thread | None = None
 
     def start(self) -> None:
         super().start()
@@ -83,21 +92,45 @@ class WithBrowser(PhpvoipConsole):
         log_in(self.driver, self.base, USER, PASSWORD)
         if not self.driver.get_cookie("phpvoip_session"):
             raise RuntimeError("the console refused the bench's login")
-        self.driver.get(self.base + "/")
-        self.tabs["/"] = self.driver.current_window_handle
-        self.tabs["/calls"] = new_tab(self.driver)
-        self.driver.get(self.base + "/calls")
+        for n, page in enumerate(self.pages):
+            self.tabs[page] = self.driver.current_window_handle if n == 0 else new_tab(self.driver)
+            self.driver.get(self.base + page)
         self.cpu_before = browser_cpu(self.driver)
         self.started = time.monotonic()
+        self._prober = threading.Thread(target=self._probe, daemon=True)
+        self._prober.start()
+
+    def _probe(self) -> None:
+        """Every second, how long /calls takes to answer a tiny script (a busy page
+        answers late) and how many rows it holds; the only user of the driver meanwhile."""
+        from selenium.common.exceptions import WebDriverException
+
+        while not self._probing.wait(1.0):
+            began = time.monotonic()
+            try:
+                rows = self.driver.execute_script(ROWS)
+            except WebDriverException:
+                self.probe_failures += 1
+                continue
+            self.probe_worst = max(self.probe_worst, time.monotonic() - began)
+            self.probe_rows = max(self.probe_rows, int(rows))
 
     def stop(self) -> None:
+        from selenium.common.exceptions import WebDriverException
+
+        self._probing.set()
+        if self._prober is not None:
+            self._prober.join(60)
         try:
             if self.driver is not None:
                 self.wall = time.monotonic() - self.started
                 self.browser_cpu = browser_cpu(self.driver) - self.cpu_before
                 for page, handle in self.tabs.items():
-                    self.driver.switch_to.window(handle)
-                    self.streams[page] = page_streams(self.driver)
+                    try:
+                        self.driver.switch_to.window(handle)
+                        self.streams[page] = page_streams(self.driver)
+                    except WebDriverException as e:
+                        self.streams[page] = f"page did not answer ({e.msg})"
         finally:
             if self.driver is not None:
                 self.driver.quit()
@@ -148,7 +181,14 @@ def summary(plain: Result, browsed: Result, with_browser: WithBrowser, args: arg
     if with_browser.wall:
         print(f"  browser CPU over its ladder: {100 * with_browser.browser_cpu / with_browser.wall:.1f}% "
               f"of one core ({with_browser.browser_cpu:.1f} s in {with_browser.wall:.0f} s)")
+    if with_browser.wall:
+        worst = 1000 * with_browser.probe_worst
+        print(f"  {with_browser.pages[-1]} answered a script within {worst:.0f} ms at worst "
+              f"({with_browser.probe_failures} probes failed), {with_browser.probe_rows} rows at most")
     for page, streams in with_browser.streams.items():
+        if isinstance(streams, str):
+            print(f"  stream {page} open=unknown: {streams}")
+            continue
         if not streams:
             print(f"  stream {page} open=no (the page opened no EventSource)")
         for stream in streams:
@@ -165,6 +205,8 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of calls per step")
     parser.add_argument("--hold", type=int, default=0, help="ms between the ACK and the BYE (SIPp -d)")
     parser.add_argument("--pause", type=float, default=3.0, help="seconds between steps")
+    parser.add_argument("--pages", default="/,/calls",
+                        help="the console pages the browser keeps open, one tab each (comma separated)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (SIPp traces, logs)")
     args = parser.parse_args()
     rates = [int(r) for r in args.rates.split(",") if r.strip()]
@@ -182,6 +224,7 @@ def main() -> int:
     try:
         plain = run_ladder(sipp, PhpvoipConsole(work, free_port()), rates, args)
         with_browser = WithBrowser(work, free_port())
+        with_browser.pages = tuple(page for page in args.pages.split(",") if page)
         browsed = run_ladder(sipp, with_browser, rates, args)
         found = summary(plain, browsed, with_browser, args)
     finally:
