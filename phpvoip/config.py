@@ -124,6 +124,7 @@ class Config:
     limits: LimitSettings = field(default_factory=LimitSettings)
     media: MediaSettings = field(default_factory=MediaSettings)
     console: ConsoleSettings | None = None
+    prompts: str | None = None  # an operator's directory of prompts, searched before ours
 
 
 def build_module(module: ModuleConfig) -> Any:
@@ -177,9 +178,12 @@ def load_text(text: str, file: str = "<config>") -> Config:
     limits = limit_settings(top)
     media = media_settings(top)
     console = console_settings(top)
+    prompts = top.string("prompts", None)
+    if prompts is not None and not Path(prompts).is_dir():
+        raise top.error("prompts", f"{prompts!r} is not a directory (of WAV prompts named like ours)")
     top.check_unknown()
     return Config(file, sip, storage, calls, modules, routes, log_level, manhole, metrics, cdr, ladders,
-                  limits, media, console)
+                  limits, media, console, prompts)
 
 
 def _sip_settings(section: Section) -> SipSettings:

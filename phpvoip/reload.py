@@ -40,7 +40,8 @@ __all__ = ["Changes", "Reloaded", "apply", "compare"]
 log = Logger()
 
 # Top-level sections that only a restart applies, in the order the log names them.
-_RESTART = ("sip", "storage", "log_level", "manhole", "metrics", "cdr", "ladders", "media", "console")
+_RESTART = ("sip", "storage", "log_level", "manhole", "metrics", "cdr", "ladders", "media", "console",
+            "prompts")
 
 
 @dataclass

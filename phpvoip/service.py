@@ -269,8 +269,11 @@ def _build_ports(config: Config, transport: SipTransport) -> list[Child]:
 
 
 def build_engine(config: Config, transport: Any, reactor: Any, store: Any = None) -> Engine:
+    from phpvoip.media import prompts
     from phpvoip.mediaconfig import build_media_engine
 
+    if config.prompts is not None:
+        prompts.add_directory(config.prompts)  # before any module plays one
     modules = [config_module.build_module(m) for m in config.modules]
     return Engine(
         transport,

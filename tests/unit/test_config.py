@@ -101,3 +101,25 @@ def test_routes_are_compiled():
     )
     assert [r.out_to for r in loaded.routes] == ["1001", "231"]
     assert loaded.routes[1].in_from.matches("anyone")
+
+
+def test_prompts_directory_is_searched_first(tmp_path: Path):
+    """`prompts: DIR` puts an operator's WAV files ahead of the bundled ones (same
+    name wins); a missing directory is refused naming the key, before anything starts."""
+    from twisted.internet.task import Clock
+
+    from phpvoip.media import prompts
+    from phpvoip.service import build_engine
+    from tests.unit.test_engine import FakeTransport
+
+    error = error_of(f"prompts: {tmp_path / 'nowhere'}\n")
+    assert error.key == "prompts" and "is not a directory" in str(error)
+    (tmp_path / "greeting.wav").write_bytes(prompts.path("greeting").read_bytes())
+    loaded = load_text(f"prompts: {tmp_path}\n", "x.yaml")
+    assert loaded.prompts == str(tmp_path)
+    try:
+        build_engine(loaded, FakeTransport(), Clock())
+        assert prompts.resolve("greeting") == str(tmp_path.resolve() / "greeting.wav")
+        assert prompts.resolve("goodbye") == str(prompts.BUNDLED / "goodbye.wav")  # not overridden: ours
+    finally:
+        prompts.remove_directory(tmp_path)
