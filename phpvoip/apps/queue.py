@@ -390,7 +390,7 @@ class QueueLogic:
             entry.wait_timer = self.clock.callLater(settings.max_wait, self._wait_over, entry)
         if settings.announce_frequency:
             entry.announce_timer = self.clock.callLater(settings.announce_frequency, self._announce, entry)
-        self._play(entry, ["queue-welcome", *_leave_hint(settings.exit_digit)])
+        self._play(entry, [*settings.welcome, *_leave_hint(settings.exit_digit)])
         self.dispatch()
         await entry.finished  # Application hangs up a call whose run() returned
 

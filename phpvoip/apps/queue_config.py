@@ -68,6 +68,7 @@ class QueueSettings(AppSettings):
     leave_when_empty: bool = False
     service_level: float = 20.0
     music: str | None = None
+    welcome: tuple[str, ...] = ("queue-welcome",)  # prompts a caller hears on joining; () none
     features: FeatureCodes = field(default_factory=FeatureCodes)
 
     def agent(self, number: str) -> AgentSettings:
@@ -149,5 +150,6 @@ def parse_settings(section: Section) -> QueueSettings:
         leave_when_empty=section.boolean("leave_when_empty", False),
         service_level=_seconds(section, "service_level", 20.0),
         music=section.string("music", None),
+        welcome=tuple(section.strings("welcome", ["queue-welcome"])),
         features=features,
     )

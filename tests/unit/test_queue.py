@@ -56,6 +56,16 @@ def test_agent_override_of_timers():
     assert s.agent("1001").wrapup == 7 and s.agent("1002").wrapup == 2 and s.agent("9").wrapup == 2
 
 
+@pytest.mark.parametrize("welcome, played", [([], []), ("hello", ["hello"]),
+                                             (["greeting", "please-hold"], ["greeting", "please-hold"])])
+def test_the_welcome_is_configurable_and_may_be_nothing(welcome, played):
+    """`welcome:` names the prompts (one or a list) a caller hears on joining; []
+    puts callers straight on music."""
+    clock, logic, events, switch = make_queue(welcome=welcome)
+    call = join(logic, switch)
+    assert call.played[0] == played and call.holds == 1
+
+
 def test_caller_is_answered_welcomed_and_offered_to_an_agent():
     """A caller is answered, hears the welcome then music, and ring-all rings all three."""
     clock, logic, events, switch = make_queue()
