@@ -13,21 +13,17 @@ from typing import Any
 
 import pytest
 import pytest_twisted
-from twisted.internet import task
-from twisted.internet.protocol import DatagramProtocol
 
 from phpvoip.apps.base import Application, AppSettings
-from phpvoip.media.dtmf import dtmf_payloads
-from phpvoip.media.rtp import build_rtp, parse_rtp
 from phpvoip.media.tones import tone
 from tests.interop.conftest import sipp_args, wait_idle
+from tests.interop.rtp_phone import RtpPhone, poll
 from tests.support import LOOPBACK, free_port
 
 pytestmark = pytest.mark.interop
 
 APP_PORTS = (46100, 46139)  # no other test's range
 DEADLINE = 40.0
-SILENCE = b"\xff" * 160
 
 
 class Menu(Application):
@@ -43,40 +39,6 @@ class Menu(Application):
         digits = await call.collect(max_digits=2, timeout=10)
         self.log.append(digits)
         self.log.append(await call.bridge("2100", ring_timeout=10))
-
-
-class Phone(DatagramProtocol):
-    """The caller's RTP: counts tone packets heard, sends digits."""
-
-    def __init__(self) -> None:
-        self.heard = 0
-        self.sequence = 0
-        self.timestamp = 0
-
-    def datagramReceived(self, datagram: bytes, addr: Any) -> None:
-        packet = parse_rtp(datagram)
-        if packet.payload_type == 0 and packet.payload != SILENCE:
-            self.heard += 1
-
-    async def press(self, reactor: Any, port: int, digits: str) -> None:
-        for digit in digits:
-            for payload, marker, _end in dtmf_payloads(digit):
-                self.transport.write(build_rtp(101, self.sequence, self.timestamp, 0xD1A1, payload, marker),
-                                     (LOOPBACK, port))
-                self.sequence += 1
-                await task.deferLater(reactor, 0.02, lambda: None)
-            self.timestamp += 1600
-            await task.deferLater(reactor, 0.1, lambda: None)
-
-
-async def poll(reactor: Any, check: Any, timeout: float) -> Any:
-    deadline = reactor.seconds() + timeout
-    while reactor.seconds() < deadline:
-        value = check()
-        if value:
-            return value
-        await task.deferLater(reactor, 0.02, lambda: None)
-    return check()
 
 
 @pytest_twisted.ensureDeferred
@@ -102,7 +64,7 @@ async def test_app_plays_collects_rfc4733_digits_and_bridges(reactor: Any, sipp:
     await engine.swap_modules([*engine.modules, app], start=[app])
     uas = peers.start(sipp_args(sipp, "app_uas.xml", callee_port, None, "-s", "2100", "-m", "1",
                                 "-timeout", f"{int(DEADLINE) - 5}s", "-timeout_error"), deadline=DEADLINE)
-    phone = Phone()
+    phone = RtpPhone()
     rtp_port = free_port()
     listening = reactor.listenUDP(rtp_port, phone, interface=LOOPBACK)
     try:

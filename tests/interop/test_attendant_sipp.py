@@ -18,12 +18,10 @@ from typing import Any
 import pytest
 import pytest_twisted
 from twisted.internet import task
-from twisted.internet.protocol import DatagramProtocol
 
 from phpvoip.apps.attendant import Attendant
-from phpvoip.media.dtmf import dtmf_payloads
-from phpvoip.media.rtp import build_rtp
 from tests.interop.conftest import sipp_args, wait_idle
+from tests.interop.rtp_phone import RtpPhone, poll
 from tests.support import LOOPBACK, free_port
 
 pytestmark = pytest.mark.interop
@@ -33,28 +31,6 @@ DEADLINE = 40.0
 EXTENSIONS = ("1000", "1001", "1002")
 # Sunday 2026-11-29 12:00 in Berlin: closed in these hours.
 SUNDAY_NOON = dt.datetime(2026, 11, 29, 11, 0, tzinfo=dt.UTC).timestamp()
-
-
-class Phone(DatagramProtocol):
-    """The caller's RTP socket: sends RFC 4733 digits; what it hears is not kept."""
-
-    def __init__(self) -> None:
-        self.sequence = 0
-        self.timestamp = 0
-
-    def datagramReceived(self, datagram: bytes, addr: Any) -> None:
-        pass
-
-    async def press(self, reactor: Any, port: int, digits: str, gap: float = 0.1) -> None:
-        """Send each digit as a 100 ms telephone-event (PT 101), packets 20 ms apart."""
-        for digit in digits:
-            for payload, marker, _end in dtmf_payloads(digit):
-                self.transport.write(build_rtp(101, self.sequence, self.timestamp, 0xA77E, payload, marker),
-                                     (LOOPBACK, port))
-                self.sequence += 1
-                await task.deferLater(reactor, 0.02, lambda: None)
-            self.timestamp += 160 * 10
-            await task.deferLater(reactor, gap, lambda: None)
 
 
 def config(ports: dict[str, int], attendant: str) -> str:
@@ -83,16 +59,6 @@ def config(ports: dict[str, int], attendant: str) -> str:
     )
 
 
-async def poll(reactor: Any, check: Any, timeout: float) -> Any:
-    deadline = reactor.seconds() + timeout
-    while reactor.seconds() < deadline:
-        value = check()
-        if value:
-            return value
-        await task.deferLater(reactor, 0.02, lambda: None)
-    return check()
-
-
 async def call_attendant(reactor: Any, sipp: str, switch: Any, peers: Any, tmp_path: Path, attendant: str,
                          callee: str, digits: str, wall_clock: Any = None) -> tuple[Any, Attendant, float]:
     """Start the switch, the callee `callee`'s SIPp and a caller to 800 that presses
@@ -105,7 +71,7 @@ async def call_attendant(reactor: Any, sipp: str, switch: Any, peers: Any, tmp_p
         app.wall_clock = wall_clock
     uas = peers.start(sipp_args(sipp, "attendant_uas.xml", ports[callee], None, "-s", callee, "-m", "1",
                                 "-timeout", f"{int(DEADLINE) - 5}s", "-timeout_error"), deadline=DEADLINE)
-    phone = Phone()
+    phone = RtpPhone(0xA77E)
     rtp_port = free_port()
     listening = reactor.listenUDP(rtp_port, phone, interface=LOOPBACK)
     try:

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 import pytest_twisted
 from twisted.internet import task
-from twisted.internet.protocol import DatagramProtocol
 
-from phpvoip.media.rtp import build_rtp, parse_rtp
+from phpvoip.media.rtp import build_rtp
 from tests.interop.conftest import sipp_args, wait_idle
+from tests.interop.rtp_phone import RtpPhone, poll
 from tests.support import LOOPBACK, free_port
 
 pytestmark = pytest.mark.interop
@@ -26,36 +26,11 @@ ECHO_PORTS = (31800, 31839)  # not the relay test's 31700-31739
 MAX_DURATION = 4.0
 PACKETS = 100
 DEADLINE = 30.0
-SILENCE = b"\xff" * 160  # μ-law silence the echo sends while it has nothing to play back
 
 
 def payload(n: int) -> bytes:
     """A distinct 160-byte μ-law payload; 0x7F (-0, decoded as 0 and re-encoded 0xFF) is left out."""
     return bytes((n * 7 + i) % 0x7F for i in range(160))
-
-
-class RtpPeer(DatagramProtocol):
-    """The caller's media: keeps the payloads of the PCMU packets that arrive."""
-
-    def __init__(self) -> None:
-        self.received: list[bytes] = []
-        self.sources: set[tuple[str, int]] = set()
-
-    def datagramReceived(self, datagram: bytes, addr: Any) -> None:
-        packet = parse_rtp(datagram)
-        self.sources.add((addr[0], addr[1]))
-        if packet.payload_type == 0 and packet.payload != SILENCE:
-            self.received.append(packet.payload)
-
-
-async def poll(reactor: Any, check: Any, timeout: float) -> Any:
-    deadline = reactor.seconds() + timeout
-    while reactor.seconds() < deadline:
-        value = check()
-        if value:
-            return value
-        await task.deferLater(reactor, 0.02, lambda: None)
-    return check()
 
 
 @pytest_twisted.ensureDeferred
@@ -74,7 +49,7 @@ async def test_sipp_call_hears_itself_and_the_switch_hangs_up(reactor: Any, sipp
         f"    max_duration: {MAX_DURATION}\n"
         f"    ports: '{ECHO_PORTS[0]}-{ECHO_PORTS[1]}'\n"
     )
-    peer = RtpPeer()
+    peer = RtpPhone()
     rtp_port = free_port()
     listening = reactor.listenUDP(rtp_port, peer, interface=LOOPBACK)
     try:
