@@ -20,6 +20,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from phpvoip.apps.answering import MediaLeg
+from phpvoip.apps.base import shared_pacer
 from phpvoip.apps.settings import port_range
 from phpvoip.interfaces import NORMAL_CLEARING, Cause, IApplication, NotMine
 from phpvoip.legs.local import LocalLeg, local_pair
@@ -117,8 +118,8 @@ class Echo:
 
     `reactor` (IReactorUDP and IReactorTime) defaults to the engine's clock, which
     is the reactor in a running switch; tests pass a fake. `pacer` is the 20 ms
-    clock all its calls send on (one timer for every stream); pass the process's
-    shared one, else the echo makes its own at start."""
+    clock all its calls send on (one timer for every stream): by default the one
+    every application of the process shares."""
 
     def __init__(self, name: str, settings: EchoSettings, reactor: Any = None,
                  pacer: Pacer | None = None) -> None:
@@ -136,7 +137,7 @@ class Echo:
         if self.reactor is None:
             self.reactor = engine.clock
         if self.pacer is None:
-            self.pacer = Pacer(self.reactor)
+            self.pacer = shared_pacer(self.reactor)
 
     def stop(self) -> None:
         """Nothing runs between calls; calls in progress end by themselves (or the
