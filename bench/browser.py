@@ -45,7 +45,7 @@ PAGE_STREAMS = """
   const Counted = function (url, init) {
     const source = new Real(url, init);
     const entry = {url: String(url), source: source, events: {}};
-    for (const type of ['call', 'call-ended', 'registration', 'line', 'queue', 'stats', 'message']) {
+    for (const type of ['calls', 'registration', 'line', 'queue', 'stats', 'message']) {
       source.addEventListener(type, () => { entry.events[type] = (entry.events[type] || 0) + 1; });
     }
     streams.push(entry);
@@ -59,7 +59,7 @@ PAGE_STREAMS = """
 
 STREAMS_STATE = (
     "return (window.__phpvoipStreams || []).map(s => ({url: s.url, state: s.source.readyState, "
-    "events: s.events}));"
+    "events: s.events, rows: document.querySelectorAll('#calls-table tbody tr[data-call-id]').length}));"
 )
 
 
@@ -128,5 +128,6 @@ def new_tab(driver: Any) -> str:
 
 
 def page_streams(driver: Any) -> list[dict[str, Any]]:
-    """The page's EventSource streams: url, readyState (1 = open) and events per type."""
+    """The page's EventSource streams: url, readyState (1 = open), events per type and
+    the call rows the page shows (``rows``, 0 on a page without the calls table)."""
     return driver.execute_script(STREAMS_STATE)

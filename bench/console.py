@@ -11,10 +11,14 @@ plain run, so the browser is the only difference. In the second run, before the
 warm-up, chromium (Debian's, through chromedriver: bench/browser.py) logs in and keeps
 two tabs open, the dashboard (/) and /calls (``--pages``), each streaming /events; they
 stay open through every step, and once a second a tiny script on the last tab times
-how busy that page is. Each run steps up the rate until a step loses a call (calls.py's
-strict criterion); the summary gives the highest passing rate of each, their ratio
-(the goal: the browser costs at most 10 %), the browser's CPU over the ladder, and
-per page stream whether it was still open and how many events it delivered.
+how busy that page is. Each page subscribes to what it shows (console.js: the
+dashboard to stats, lines and queues; /calls to calls). Each run steps up the rate
+until a step loses a call (calls.py's strict criterion); the summary gives the
+highest passing rate of each, their ratio (the goal: the browser costs at most
+10 %), the browser's CPU over the ladder, and per page stream whether it was still
+open, how many events of each kind it delivered (``calls`` counts batches, at most
+two a second) and how many call rows the page still showed at the end (0: every row
+it got was removed when its call ended).
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from browser import (  # bench/ is not a package: found through sys.path
 from calls import LOOPBACK, TICKS, Phpvoip, Result, fmt_ms, free_port, run_ladder
 
 USER, PASSWORD = "bench", "console-bench"
-STREAM_TYPES = ("call", "call-ended", "stats")
+STREAM_TYPES = ("calls", "stats", "line", "queue")
 ROWS = "return document.querySelectorAll('#calls-table tbody tr').length;"
 
 
@@ -125,6 +129,7 @@ class WithBrowser(PhpvoipConsole):
             if self.driver is not None:
                 self.wall = time.monotonic() - self.started
                 self.browser_cpu = browser_cpu(self.driver) - self.cpu_before
+                time.sleep(1.0)  # the feed's last flush (0.5 s) reaches the pages
                 for page, handle in self.tabs.items():
                     try:
                         self.driver.switch_to.window(handle)
@@ -194,7 +199,7 @@ def summary(plain: Result, browsed: Result, with_browser: WithBrowser, args: arg
         for stream in streams:
             counts = " ".join(f"{kind}={stream['events'].get(kind, 0)}" for kind in STREAM_TYPES)
             state = "yes" if stream["state"] == 1 else "no"
-            print(f"  stream {stream['url']} open={state} {counts} (page {page})")
+            print(f"  stream {stream['url']} open={state} {counts} rows={stream['rows']} (page {page})")
     return len(best) == 2
 
 

@@ -1,13 +1,20 @@
-"""The console's live feed: one call observer per console, fanned out to every
-connected browser as Server-Sent Events.
+"""The console's live feed: one call observer per console, fanned out to the
+connected browsers as Server-Sent Events.
 
 Events are not forwarded one by one: at 1,000 calls a second that would be
-thousands of writes per client per second. The observer only notes what changed
-(which calls, that registrations or lines or queues moved) and a flush, at most
-every `FLUSH_INTERVAL` seconds, turns the notes into one message each, encoded once
-and written to every client: a call that went through five events in a flush window
-costs one `call` message (its row read then) or one `call-ended`. The dashboard
-counters (`stats`) go out at most once a second, and only when something changed.
+thousands of writes per client per second. Noting an event is O(1) and tiny: the
+call's id goes into a dirty set (or a flag is raised for registrations, lines,
+queues, the counters), and only when some connected page wants that topic. A
+flush, at most every `FLUSH_INTERVAL` seconds, builds each dirty call's row once,
+leaves out the calls that began and ended inside the window (no page ever saw
+them), encodes one ``calls`` message ``{"upsert": [rows], "ended": [ids]}`` once
+and writes it to the pages that subscribed to calls: one write per page per flush.
+A stream's first ``calls`` message holds every live call and ``"all": true``.
+
+A page names what it shows: ``GET /events?topics=stats,lines,queues`` (the
+dashboard) gets no call rows at all. Topics: ``calls``, ``stats`` (the dashboard
+counters, at most once a second and only when something changed),
+``registrations``, ``lines``, ``queues``; no ``topics`` means all of them.
 
 It also keeps the calls-per-minute chart: a ring of 60 per-minute counts of call
 attempts, advanced by the clock (the hour the dashboard draws).
@@ -31,14 +38,27 @@ from phpvoip.events import (
 )
 from phpvoip.interfaces import ICallObserver
 
-__all__ = ["ConsoleFeed", "MinuteRing", "sse_message"]
+__all__ = ["TOPICS", "ConsoleFeed", "MinuteRing", "parse_topics", "sse_message"]
 
 log = Logger()
 
-FLUSH_INTERVAL = 0.2  # seconds: how late a table row may be
+FLUSH_INTERVAL = 0.5  # seconds: how late a table row may be
 STATS_INTERVAL = 1.0  # seconds between two `stats` messages at most
 KEEPALIVE = 15.0  # seconds: a comment line, so that a dead client is noticed
 MAX_CLIENT_BUFFER = 4 * 1024 * 1024  # bytes queued for one client before it is dropped
+
+TOPICS = frozenset({"calls", "stats", "registrations", "lines", "queues"})
+
+
+def parse_topics(text: str | None) -> frozenset[str] | None:
+    """The topics of ``?topics=a,b``: all of them when absent or empty; None when
+    one is unknown (the caller answers 400)."""
+    if not text:
+        return TOPICS
+    topics = frozenset(t.strip() for t in text.split(",") if t.strip())
+    if not topics or not topics <= TOPICS:
+        return None
+    return topics
 
 
 def sse_message(kind: str, data: Any) -> bytes:
@@ -85,10 +105,13 @@ class ConsoleFeed:
         self.engine = engine
         self.clock = clock
         self.clients: list[Any] = []
+        self.topics: dict[int, frozenset[str]] = {}  # id(request) -> what it subscribed to
         self.sessions: dict[int, Any] = {}  # id(request) -> the session it was opened under
         self.session_alive: Any = None  # set by the console: whether a session still holds
         self.per_minute = MinuteRing(clock.seconds())
+        self._wanted: dict[str, int] = dict.fromkeys(TOPICS, 0)  # topic -> clients wanting it
         self._calls: dict[str, None] = {}  # call ids touched since the last flush, in order
+        self._shown: set[str] = set()  # live calls the call pages have a row for
         self._registrations = False
         self._lines = False
         self._queues = False
@@ -97,7 +120,8 @@ class ConsoleFeed:
         self._stats_timer: Any = None
         self._last_stats = -STATS_INTERVAL
         self._keepalive: Any = None
-        self.messages_sent = 0  # encoded messages (each written to every client), for tests
+        self.messages_sent = 0  # encoded messages (each written to every subscribed client), for tests
+        self.rows_built = 0  # call rows built by flushes, for tests and benches
 
     # -- the observer ----------------------------------------------------------------------
 
@@ -107,43 +131,59 @@ class ConsoleFeed:
             self.per_minute.count(event.time)
         if not self.clients:
             return  # nobody watching: nothing to note (a new client gets the whole state)
+        wanted = self._wanted
         if isinstance(event, CallEvent):
-            self._calls[event.call.id] = None
-            self._stats = True
+            if wanted["calls"]:
+                self._calls[event.call.id] = None
+            if not wanted["stats"]:
+                if not wanted["calls"]:
+                    return
+            else:
+                self._stats = True
         elif isinstance(event, RegistrationEvent):
+            if not (wanted["registrations"] or wanted["stats"]):
+                return
             self._registrations = True
             self._stats = True
         elif kind is LineStateChanged:
+            if not wanted["lines"]:
+                return
             self._lines = True
         elif "queue" in kind.__name__.lower() or "agent" in kind.__name__.lower():
             # The queue module's events (whatever their fields): redraw its tables.
+            if not wanted["queues"]:
+                return
             self._queues = True
         else:
             return
-        self._schedule()
+        if self._flush_timer is None:
+            self._flush_timer = self.clock.callLater(FLUSH_INTERVAL, self.flush)
 
     def _stats_due(self) -> None:
         self._stats_timer = None
         self.flush()
 
-    def _schedule(self) -> None:
-        if self._flush_timer is None and self.clients:
-            self._flush_timer = self.clock.callLater(FLUSH_INTERVAL, self.flush)
-
     # -- clients -----------------------------------------------------------------------------
 
-    def attach(self, request: Any, session: Any = None) -> None:
-        """Stream to `request` (an open GET /events) until it goes away, or until
-        `session` ends (`end_session`, or found expired at a keepalive); it gets
-        the live calls and the counters at once."""
+    def attach(self, request: Any, session: Any = None, topics: frozenset[str] = TOPICS) -> None:
+        """Stream `topics` to `request` (an open GET /events) until it goes away, or
+        until `session` ends (`end_session`, or found expired at a keepalive); it
+        gets the live calls (with ``calls``) and the counters (with ``stats``) at once."""
         request.setHeader(b"content-type", b"text/event-stream; charset=utf-8")
         request.setHeader(b"cache-control", b"no-store")
         request.setHeader(b"x-accel-buffering", b"no")
-        request.write(b"retry: 2000\n\n")
-        for row in call_rows(self.engine):
-            request.write(sse_message("call", row))
-        request.write(sse_message("stats", self.stats()))
+        first = [b"retry: 2000\n\n"]
+        if "calls" in topics:
+            rows = call_rows(self.engine)
+            self._shown.update(row["id"] for row in rows)
+            first.append(sse_message("calls", {"upsert": rows, "ended": [], "all": True}))
+        if "stats" in topics:
+            first.append(sse_message("stats", self.stats()))
+        request.write(b"".join(first))
         self.clients.append(request)
+        self.topics[id(request)] = topics
+        for topic in topics:
+            self._wanted[topic] += 1
         self.sessions[id(request)] = session
         request.notifyFinish().addBoth(lambda _: self.detach(request))
         if self._keepalive is None:
@@ -152,13 +192,17 @@ class ConsoleFeed:
     def detach(self, request: Any) -> None:
         if request in self.clients:
             self.clients.remove(request)
+            for topic in self.topics.pop(id(request), ()):
+                self._wanted[topic] -= 1
         self.sessions.pop(id(request), None)
+        if not self._wanted["calls"]:
+            self._calls.clear()
+            self._shown.clear()
         if not self.clients:
             for timer in (self._flush_timer, self._stats_timer, self._keepalive):
                 if timer is not None and timer.active():
                     timer.cancel()
             self._flush_timer = self._stats_timer = self._keepalive = None
-            self._calls.clear()
 
     def close(self) -> None:
         """End every stream (the console is stopping)."""
@@ -180,12 +224,18 @@ class ConsoleFeed:
                 session = self.sessions.get(id(request))
                 if session is not None and not self.session_alive(session):
                     self.end_session(session)
-        self._broadcast(b": keepalive\n\n")
+        self._send({None: b": keepalive\n\n"})
         if self.clients:
             self._keepalive = self.clock.callLater(KEEPALIVE, self._ping)
 
-    def _broadcast(self, data: bytes) -> None:
+    def _send(self, messages: dict[str | None, bytes]) -> None:
+        """Write to each client, in one write, the messages of the topics it
+        subscribed to (those under None go to all)."""
         for request in list(self.clients):
+            topics = self.topics.get(id(request), TOPICS)
+            data = b"".join(m for topic, m in messages.items() if topic is None or topic in topics)
+            if not data:
+                continue
             transport = getattr(request.channel, "transport", None)
             buffered = len(getattr(transport, "dataBuffer", b"")) + getattr(transport, "_tempDataLen", 0)
             if buffered > MAX_CLIENT_BUFFER:
@@ -208,6 +258,27 @@ class ConsoleFeed:
             "calls_per_minute": self.per_minute.values(now),
         }
 
+    def _calls_message(self, now: float) -> bytes | None:
+        """The ``calls`` batch for the dirty calls: a row for each live one, the id
+        of each ended one a page was shown; None when there is nothing to say."""
+        dirty, self._calls = self._calls, {}
+        live, shown = self.engine.calls, self._shown
+        upsert: list[dict[str, Any]] = []
+        ended: list[str] = []
+        for call_id in dirty:
+            bridge = live.get(call_id)
+            if bridge is not None:
+                upsert.append(call_row(bridge, now))
+                shown.add(call_id)
+            elif call_id in shown:
+                shown.discard(call_id)
+                ended.append(call_id)
+            # else: began and ended within the window, no page ever had its row
+        if not upsert and not ended:
+            return None
+        self.rows_built += len(upsert)
+        return sse_message("calls", {"upsert": upsert, "ended": ended})
+
     def flush(self) -> None:
         """Send what changed since the last flush (see the module docstring)."""
         if self._flush_timer is not None and self._flush_timer.active():
@@ -216,34 +287,34 @@ class ConsoleFeed:
         if not self.clients:
             return
         now = self.clock.seconds()
-        out: list[bytes] = []
-        calls, self._calls = self._calls, {}
-        live = self.engine.calls
-        for call_id in calls:
-            bridge = live.get(call_id)
-            if bridge is None:
-                out.append(sse_message("call-ended", {"id": call_id}))
-            else:
-                out.append(sse_message("call", call_row(bridge, now)))
+        wanted = self._wanted
+        out: dict[str | None, bytes] = {}
+        if self._calls:
+            message = self._calls_message(now)
+            if message is not None:
+                out["calls"] = message
         if self._registrations:
             self._registrations = False
-            out.append(sse_message("registration", {"count": registration_count(self.engine)}))
+            if wanted["registrations"]:
+                out["registrations"] = sse_message("registration", {"count": registration_count(self.engine)})
         if self._lines:
             self._lines = False
-            out.append(sse_message("line", table_dict(inspect.lines(self.engine, now))))
+            out["lines"] = sse_message("line", table_dict(inspect.lines(self.engine, now)))
         if self._queues:
             self._queues = False
-            out.append(sse_message("queue", {"queues": table_dict(inspect.queues(self.engine)),
-                                             "agents": table_dict(inspect.agents(self.engine))}))
-        if self._stats:
+            out["queues"] = sse_message("queue", {"queues": table_dict(inspect.queues(self.engine)),
+                                                  "agents": table_dict(inspect.agents(self.engine))})
+        if self._stats and wanted["stats"]:
             if now - self._last_stats >= STATS_INTERVAL:
                 self._stats = False
                 self._last_stats = now
-                out.append(sse_message("stats", self.stats()))
+                out["stats"] = sse_message("stats", self.stats())
             elif self._stats_timer is None:
                 # Not yet a second since the last: come back when it is.
                 self._stats_timer = self.clock.callLater(self._last_stats + STATS_INTERVAL - now,
                                                          self._stats_due)
+        elif self._stats:
+            self._stats = False
         if out:
             self.messages_sent += len(out)
-            self._broadcast(b"".join(out))
+            self._send(out)

@@ -22,7 +22,7 @@ from phpvoip import inspect
 from phpvoip.console import pages
 from phpvoip.console.auth import COOKIE, Busy, Session, Sessions
 from phpvoip.console.data import call_rows, table_dict
-from phpvoip.console.feed import ConsoleFeed
+from phpvoip.console.feed import TOPICS, ConsoleFeed, parse_topics
 from phpvoip.console.ladder_svg import ladder_svg
 from phpvoip.console.records import CSV_LIMIT, PAGE_LIMIT, QueryError, RecordQuery, csv_text, find_records
 
@@ -212,7 +212,11 @@ class ConsoleResource(resource.Resource):
         if path == "/events":
             if request.method != b"GET":
                 return self._not_allowed(request)
-            self.feed.attach(request, session)
+            topics = parse_topics(_arg(request, "topics"))
+            if topics is None:
+                known = ", ".join(sorted(TOPICS))
+                return self._plain(request, 400, f"topics: one or more of {known}, comma separated")
+            self.feed.attach(request, session, topics)
             return server.NOT_DONE_YET
         if path == "/api/calls":
             return self._json(request, call_rows(engine))

@@ -1,7 +1,7 @@
 """The console's event stream on the wire, without a browser: a switch with
 ``console:`` on, a SIPp call to a robot through it, and GET /events read with
-twisted.web.client.Agent. The call appears as a `call` event within a second of
-SIPp's INVITE, its row carries both legs, and `call-ended` follows its BYE."""
+twisted.web.client.Agent. The call's row appears in a `calls` batch within a second
+of SIPp's INVITE, it carries both legs, and a batch's `ended` names it after its BYE."""
 
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ async def wait_for(reactor: Any, check: Any, timeout: float) -> Any:
 async def test_a_sipp_call_streams_as_call_then_call_ended(reactor: Any, sipp: str, switch: Any,
                                                            peers: Any) -> None:
     """Log in over HTTP, open /events, place one SIPp call to the robot: `call` with
-    its id and two legs within a second, `call-ended` once SIPp has hung up."""
+    its id and two legs within a second, its id in `ended` once SIPp has hung up."""
     http = free_port()
     service = await switch(
         "modules:\n"
@@ -96,7 +96,7 @@ async def test_a_sipp_call_streams_as_call_then_call_ended(reactor: Any, sipp: s
                                      "-d", str(HOLD_MS), "-timeout", "20s"), deadline=30)
 
         def call_event() -> Any:
-            return next(((d, t) for k, d, t in stream.events if k == "call"), None)
+            return next(((row, t) for k, d, t in stream.events if k == "calls" for row in d["upsert"]), None)
 
         seen = await wait_for(reactor, call_event, 5.0)
         assert seen is not None, f"no call event; SIPp said:\n{peer.output}"
@@ -105,11 +105,11 @@ async def test_a_sipp_call_streams_as_call_then_call_ended(reactor: Any, sipp: s
         assert row["id"].startswith("call-") and [leg["role"] for leg in row["legs"]] == ["caller", "callee"]
         assert await peer.wait() == 0, peer.output
         ended = await wait_for(
-            reactor, lambda: [d for k, d, _ in stream.events if k == "call-ended" and d["id"] == row["id"]],
+            reactor, lambda: [d for k, d, _ in stream.events if k == "calls" and row["id"] in d["ended"]],
             5.0)
         assert ended, stream.events
         # The counters follow within a second (stats are sent at most once a second).
-        end = next(i for i, (k, d, _) in enumerate(stream.events) if k == "call-ended")
+        end = next(i for i, (k, d, _) in enumerate(stream.events) if k == "calls" and d["ended"])
         stats = await wait_for(reactor, lambda: [d for k, d, _ in stream.events[end:]
                                                  if k == "stats" and d["calls_active"] == 0], 3.0)
         assert stats and sum(stats[-1]["calls_per_minute"]) == 1, stream.events

@@ -16,7 +16,7 @@ from twisted.internet.testing import StringTransport
 from zope.interface.verify import verifyObject
 
 from phpvoip.console.auth import Sessions
-from phpvoip.console.feed import ConsoleFeed, MinuteRing
+from phpvoip.console.feed import FLUSH_INTERVAL, ConsoleFeed, MinuteRing
 from phpvoip.console.passwords import hash_password
 from phpvoip.console.web import console_site
 from phpvoip.interfaces import ICallObserver
@@ -299,37 +299,44 @@ def test_feed_is_a_call_observer():
     assert verifyObject(ICallObserver, ConsoleFeed(Switch().engine, Switch().clock))
 
 
-def test_events_send_a_call_when_a_call_starts_and_call_ended_when_it_ends():
-    """GET /events: a `call` event with the call's id within a flush of its start,
-    `call-ended` after it ends; `stats` counters along."""
+def upserted(got: list[tuple[str, Any]]) -> list[str]:
+    """The ids of the rows the `calls` batches of `got` carried."""
+    return [row["id"] for kind, data in got if kind == "calls" for row in data["upsert"]]
+
+
+def test_events_send_a_call_when_a_call_starts_and_ended_when_it_ends():
+    """GET /events: a `calls` batch with the call's row within a flush of its start,
+    its id in a batch's `ended` after it ends; `stats` counters along."""
     console = Console()
     console.login()
     stream = console.open("GET", "/events")
     assert b"text/event-stream" in stream.value()
     stream.clear()
     call_id = ringing_call(console)
-    console.clock.advance(0.2)
+    console.clock.advance(FLUSH_INTERVAL)
     got = events_of(stream.value())
-    assert ("call", call_id) in [(kind, data.get("id")) for kind, data in got]
+    assert upserted(got) == [call_id]
     assert any(kind == "stats" and data["calls_active"] == 1 for kind, data in got)
     stream.clear()
     console.switch.engine.hangup(call_id)
     console.clock.advance(1.0)
-    assert ("call-ended", {"id": call_id}) in events_of(stream.value())
+    assert ("calls", {"upsert": [], "ended": [call_id]}) in events_of(stream.value())
 
 
 def test_a_client_gets_the_live_calls_when_it_connects():
-    """A page opened during a call sees it at once, before any new event."""
+    """A page opened during a call sees it at once, before any new event, in a
+    batch marked as holding every live call."""
     console = Console()
     console.login()
     call_id = ringing_call(console)
     got = events_of(console.open("GET", "/events").value().partition(b"\r\n\r\n")[2])
-    assert [data["id"] for kind, data in got if kind == "call"] == [call_id]
+    assert upserted(got) == [call_id]
+    assert [data["all"] for kind, data in got if kind == "calls"] == [True]
 
 
 def test_bursts_are_coalesced():
     """1,000 call attempts in one instant, then more each tenth of a second: every
-    call is shown, a call's events within one flush become one message (far fewer
+    call is shown, a flush window's events become one `calls` message (far fewer
     messages than events), and `stats` goes at most once a second."""
     console = Console()
     console.login()
@@ -343,13 +350,52 @@ def test_bursts_are_coalesced():
         for n in range(10):
             console.switch.send(invite(call_id=f"burst-{tick}-{n}"))
         console.clock.advance(0.1)
-    console.clock.advance(0.3)  # the last flush; 2.3 s in all
+    console.clock.advance(FLUSH_INTERVAL)  # the last flush; 2.5 s in all
     got = events_of(stream.value())
     assert 2 <= sum(1 for kind, _ in got if kind == "stats") <= 3
-    calls = [data["id"] for kind, data in got if kind == "call"]
-    assert len(set(calls)) == 1200
-    assert len(published) >= 2 * 1200 and len(calls) <= len(published) // 2
+    calls = upserted(got)
+    assert len(set(calls)) == 1200 and len(published) >= 2 * 1200
+    assert sum(1 for kind, _ in got if kind == "calls") <= 2.0 / FLUSH_INTERVAL + 1
     assert console.feed.messages_sent == len(got)
+
+
+def test_a_call_that_begins_and_ends_within_a_flush_is_never_sent():
+    """A call over before the flush costs no row and no `ended` (no page had it);
+    one that was shown gets its `ended`."""
+    console = Console()
+    console.login()
+    stream = console.open("GET", "/events")
+    stream.clear()
+    shown = ringing_call(console)
+    console.clock.advance(FLUSH_INTERVAL)
+    console.switch.send(invite(call_id="brief-call"))
+    [brief] = set(console.switch.engine.calls) - {shown}
+    console.switch.engine.hangup(brief)
+    console.switch.engine.hangup(shown)
+    console.clock.advance(FLUSH_INTERVAL)
+    got = events_of(stream.value())
+    assert upserted(got) == [shown]
+    assert [data["ended"] for kind, data in got if kind == "calls" and data["ended"]] == [[shown]]
+    assert console.feed.rows_built == 1
+
+
+def test_a_page_gets_only_the_topics_it_asks_for():
+    """?topics=stats,lines,queues (the dashboard) gets counters but no call rows and
+    notes no call id; ?topics=calls gets rows but no counters; an unknown topic is 400."""
+    console = Console()
+    console.login()
+    dashboard = console.open("GET", "/events?topics=stats,lines,queues")
+    dashboard.clear()
+    for n in range(20):
+        console.switch.send(invite(call_id=f"topics-{n}"))
+    assert console.feed._calls == {}
+    console.clock.advance(FLUSH_INTERVAL)
+    kinds = [kind for kind, _ in events_of(dashboard.value())]
+    assert kinds == ["stats"] and console.feed.rows_built == 0
+    calls_page = console.open("GET", "/events?topics=calls")
+    got = events_of(calls_page.value().partition(b"\r\n\r\n")[2])
+    assert [kind for kind, _ in got] == ["calls"] and len(upserted(got)) == 20
+    assert console.request("GET", "/events?topics=calls,nonsense").status == 400
 
 
 def test_calls_per_minute_ring():

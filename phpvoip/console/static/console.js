@@ -13,25 +13,17 @@
     return node;
   }
 
-  // -- durations tick locally between events -----------------------------------------
+  // -- durations tick locally between events (once a second, not per event) ----------
   function clock(seconds) {
     const s = Math.max(0, Math.floor(seconds));
     return Math.floor(s / 60) + ":" + String(s % 60).padStart(2, "0");
   }
-  function stampDuration(td) {
-    td.dataset.seen = String(Date.now());
-  }
-  function tick() {
-    for (const td of document.querySelectorAll("td.duration")) {
-      const base = td.dataset.talk !== undefined ? Number(td.dataset.talk) : Number(td.dataset.age);
-      const seen = Number(td.dataset.seen || Date.now());
-      td.textContent = clock(base + (Date.now() - seen) / 1000);
-    }
-  }
 
   // -- live calls table ------------------------------------------------------------------
+  // rows: call id -> {tr, base (s), seen (ms)}; one DOM pass per `calls` batch.
   const callsTable = document.getElementById("calls-table");
   const cellNames = ["Call", "From", "To", "State", "Duration", "Legs", "Media"];
+  const rows = new Map();
 
   function legsList(legs) {
     const ul = el("ul", { class: "legs" });
@@ -61,47 +53,83 @@
     return tr;
   }
 
-  function upsertCall(row) {
-    if (!callsTable) return;
-    const body = callsTable.tBodies[0];
-    let tr = body.querySelector('tr[data-call-id="' + CSS.escape(row.id) + '"]');
-    if (!tr) {
-      tr = newCallRow(row);
-      body.appendChild(tr);
-    }
+  function showDuration(entry, now) {
+    const text = clock(entry.base + (now - entry.seen) / 1000);
+    const td = entry.tr.cells[4];
+    if (td.textContent !== text) td.textContent = text;
+  }
+
+  function fillCallRow(entry, row, now) {
+    const tr = entry.tr;
     // Cells are updated in place: a focused hang-up button keeps its focus.
     tr.cells[1].textContent = row.from;
     tr.cells[2].textContent = row.to;
     tr.cells[3].textContent = row.state;
-    const duration = tr.cells[4];
-    duration.dataset.age = String(row.age);
-    if (row.talk === null) delete duration.dataset.talk; else duration.dataset.talk = String(row.talk);
-    stampDuration(duration);
+    entry.base = row.talk === null ? row.age : row.talk;
+    entry.seen = now;
+    showDuration(entry, now);
     tr.cells[5].replaceChildren(legsList(row.legs));
     tr.cells[6].textContent = row.media;
-    countCalls();
-    tick();
   }
 
   function removeCall(id) {
-    if (!callsTable) return;
-    const tr = callsTable.querySelector('tr[data-call-id="' + CSS.escape(id) + '"]');
-    if (tr) {
-      const focused = tr.contains(document.activeElement);
-      const next = tr.nextElementSibling || tr.previousElementSibling;
-      tr.remove();
-      if (focused) {
-        const button = next && next.querySelector("button.hangup");
-        (button || document.querySelector("main h1")).focus();
-      }
+    const entry = rows.get(id);
+    if (!entry) return;
+    rows.delete(id);
+    const tr = entry.tr;
+    const focused = tr.contains(document.activeElement);
+    const next = tr.nextElementSibling || tr.previousElementSibling;
+    tr.remove();
+    if (focused) {
+      const button = next && next.querySelector("button.hangup");
+      (button || document.querySelector("main h1")).focus();
     }
+  }
+
+  function applyCalls(batch) {
+    if (!callsTable) return;
+    const now = Date.now();
+    const added = document.createDocumentFragment();
+    if (batch.all) {
+      // A (re)connected stream's first batch holds every live call: drop the rest.
+      const live = new Set(batch.upsert.map(function (row) { return row.id; }));
+      for (const id of Array.from(rows.keys())) if (!live.has(id)) removeCall(id);
+    }
+    for (const id of batch.ended) removeCall(id);
+    for (const row of batch.upsert) {
+      let entry = rows.get(row.id);
+      if (!entry) {
+        entry = { tr: newCallRow(row), base: 0, seen: now };
+        rows.set(row.id, entry);
+        added.appendChild(entry.tr);
+      }
+      fillCallRow(entry, row, now);
+    }
+    if (added.childNodes.length) callsTable.tBodies[0].appendChild(added);
     countCalls();
   }
 
+  function tick() {
+    const now = Date.now();
+    for (const entry of rows.values()) showDuration(entry, now);
+  }
+
   function countCalls() {
-    if (!callsTable) return;
     const count = document.getElementById("calls-active");
-    if (count) count.textContent = String(callsTable.tBodies[0].rows.length);
+    if (count) count.textContent = String(rows.size);
+  }
+
+  if (callsTable) {
+    // The server-rendered rows: their durations count from the page load.
+    const now = Date.now();
+    for (const tr of callsTable.tBodies[0].rows) {
+      const id = tr.dataset.callId;
+      const td = tr.cells[4];
+      if (!id || !td) continue;
+      const base = td.dataset.talk !== undefined ? Number(td.dataset.talk) : Number(td.dataset.age);
+      rows.set(id, { tr: tr, base: base, seen: now });
+    }
+    setInterval(tick, 1000);
   }
 
   // Hang-up with fetch (204), the feed then removes the row; the plain form post
@@ -187,12 +215,12 @@
     drawChart(stats.calls_per_minute);
   }
 
-  // -- the event stream ------------------------------------------------------------------
-  if (page === "/" || page === "/calls" || page === "/registrations") {
-    const source = new EventSource("/events");
+  // -- the event stream: each page subscribes to what it shows -----------------------------
+  const topics = { "/": "stats,lines,queues", "/calls": "calls", "/registrations": "registrations" }[page];
+  if (topics) {
+    const source = new EventSource("/events?topics=" + topics);
     const data = function (event) { return JSON.parse(event.data); };
-    source.addEventListener("call", function (event) { upsertCall(data(event)); });
-    source.addEventListener("call-ended", function (event) { removeCall(data(event).id); });
+    source.addEventListener("calls", function (event) { applyCalls(data(event)); });
     source.addEventListener("stats", function (event) { showStats(data(event)); });
     source.addEventListener("registration", function () { refreshRegistrations(); });
     source.addEventListener("line", function (event) { fillTable("lines-table", data(event)); });
@@ -201,10 +229,6 @@
       fillTable("queues-table", both.queues);
       fillTable("agents-table", both.agents);
     });
-  }
-  if (callsTable) {
-    for (const td of document.querySelectorAll("td.duration")) stampDuration(td);
-    setInterval(tick, 1000);
   }
 
   // -- ladder ------------------------------------------------------------------------------
