@@ -150,6 +150,9 @@ async def test_attendant_greeting_then_dtmf_reaches_1002(reactor: Any, default_s
     assert (record.caller, record.callee, record.transfers) == ("1001", "800", ["1002"]), record
     assert (record.disposition, record.hangup_by) == ("ANSWERED", "caller"), record
     assert record.media is not None, record
+    # The digits came as RFC 4733 events in RTP: no SIP INFO in the call's messages.
+    ladder = service.ladders.ladder_text(record.call_id)
+    assert "INVITE" in ladder and "INFO" not in ladder, ladder
     outputs = await quit_phones(controls, phones)
     stats = {user: rtp_packets(out) for user, out in outputs.items()}
     # The relay's legs: a is 1001, b the attendant (its greeting), c is 1002.
