@@ -133,6 +133,8 @@ class _DtmfSend:
 
 
 class _Socket(DatagramProtocol):
+    noisy = False  # no log line per call as its port opens and closes
+
     def __init__(self, endpoint: RtpEndpoint) -> None:
         self.endpoint = endpoint
 

@@ -64,6 +64,8 @@ class _End:
 class _RtpPort(DatagramProtocol):
     """Receives on one end's RTP port and forwards to its peer's party."""
 
+    noisy = False  # no log line per call as its port opens and closes
+
     def __init__(self, engine: RelayEngine, end: _End) -> None:
         self.engine = engine
         self.end = end
@@ -109,6 +111,8 @@ class _RtpPort(DatagramProtocol):
 
 class _RtcpPort(DatagramProtocol):
     """Receives on one end's RTCP port and forwards to its peer's party's RTCP."""
+
+    noisy = False  # no log line per call as its port opens and closes
 
     def __init__(self, engine: RelayEngine, end: _End) -> None:
         self.engine = engine

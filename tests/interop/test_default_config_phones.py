@@ -19,6 +19,7 @@ import pytest
 import pytest_twisted
 import yaml
 from twisted.internet import defer, task
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 
 from phpvoip.config import load_text
 from phpvoip.service import build_service
@@ -65,11 +66,14 @@ async def default_switch(reactor: Any, peers: Any, tmp_path: Path):
     (auto-answer); yields (service, {user: Control}, {user: Peer})."""
     baresip = require_program("baresip")
     text, port = default_config(tmp_path)
+    heard: list[dict] = []
+    globalLogPublisher.addObserver(heard.append)
     service = build_service(load_text(text, str(SHIPPED)), reactor)
     service.port = port
     service.startService()
     phones: dict[str, Any] = {}
     controls: dict[str, Control] = {}
+    service.log_events = heard
     try:
         for user in ("1001", "1002"):
             _, ctrl_port = write_config(tmp_path / user)
@@ -86,6 +90,7 @@ async def default_switch(reactor: Any, peers: Any, tmp_path: Path):
         for user in phones:
             await phones[user].wait()
         await service.stopService()
+        globalLogPublisher.removeObserver(heard.append)
 
 
 async def assert_no_calls(reactor: Any, service: Any) -> None:
@@ -101,6 +106,25 @@ async def assert_no_calls(reactor: Any, service: Any) -> None:
     assert busy() == (0, 0, 0), service.engine.counts()
     totals = service.engine.media.totals()
     assert (totals["port_pairs_in_use"], totals["sessions"]) == (0, 0), totals
+
+
+def log_lines(service: Any) -> list[str]:
+    """What the switch logged at INFO or above while the fixture ran."""
+    return [formatEvent(e) for e in service.log_events
+            if e.get("log_level", LogLevel.info) >= LogLevel.info]
+
+
+def assert_quiet_calls(service: Any) -> None:
+    """Calls log no "Starting protocol" / "Stopping protocol" line per RTP socket
+    (Twisted's noisy protocols; its udp.Port's own "starting on" / "Closed" lines
+    per socket are still there) and no warning or error but the manhole's (the shipped etc/manhole_keys is
+    not there until a user adds a key)."""
+    lines = log_lines(service)
+    noisy = [line for line in lines if "Starting protocol" in line or "Stopping protocol" in line]
+    assert noisy == [], noisy
+    bad = [formatEvent(e) for e in service.log_events
+           if e.get("log_level") in (LogLevel.warn, LogLevel.error, LogLevel.critical)]
+    assert [line for line in bad if "manhole_keys does not exist" not in line] == [], bad
 
 
 def offered(phone: Control) -> list[str]:
@@ -170,6 +194,7 @@ async def test_attendant_greeting_then_dtmf_reaches_1002(reactor: Any, default_s
     assert abs(heard_1001 - media["b>a"]["packets"] - media["c>a"]["packets"]) <= 5, (stats, media)
     assert heard_1002 >= 0.6 * RATE * talked and sent_1002 >= 0.6 * RATE * talked, stats
     await assert_no_calls(reactor, service)
+    assert_quiet_calls(service)
 
 
 @pytest_twisted.ensureDeferred
