@@ -1,13 +1,17 @@
 """A call's ladder as SVG, from `LadderEntry.as_dict()` dicts.
 
 One vertical line per address (the switch's own sockets first, then the peers in
-the order they appear), one ``g.arrow`` per message, top to bottom in time. Each
-arrow is focusable (tabindex 0, role button) and carries its index in
+the order they appear), one ``g.arrow`` per message, top to bottom in time. The
+switch's lifelines are headed "phpvoip", a peer's by the party it speaks for (the
+From user of the first request it sent, or the To user of the first one it got)
+with its address below. Each arrow is focusable (tabindex 0, role button), takes
+clicks over its whole row (a transparent ``rect.hit``) and carries its index in
 ``data-index``: console.js shows that message in ``pre#message`` on click or Enter.
 """
 
 from __future__ import annotations
 
+import re
 from html import escape
 from typing import Any
 
@@ -15,7 +19,9 @@ __all__ = ["ladder_svg"]
 
 COLUMN = 220  # pixels between two lifelines
 ROW = 34  # pixels per message
-TOP = 50  # room for the addresses
+TOP = 62  # room for the names and addresses
+
+_USER = re.compile(r"sips?:([^@;>\s]+)@")
 
 
 def _address(pair: Any) -> str:
@@ -25,16 +31,42 @@ def _address(pair: Any) -> str:
     return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
 
 
+def _header(message: str, names: tuple[str, ...]) -> str:
+    """The value of the first header called one of `names` (lower case), or ""."""
+    for line in message.split("\n")[1:]:
+        line = line.strip()
+        if not line:
+            break
+        name, colon, value = line.partition(":")
+        if colon and name.strip().lower() in names:
+            return value.strip()
+    return ""
+
+
+def _party(entry: dict[str, Any]) -> str:
+    """Who the peer of a request speaks for: the From user of a request it sent, the
+    To user of one the switch sent it; "" for a response or without a user part."""
+    message = entry.get("message") or ""
+    if message.startswith("SIP/"):
+        return ""
+    incoming = entry["direction"] != "out"
+    match = _USER.search(_header(message, ("from", "f") if incoming else ("to", "t")))
+    return match.group(1) if match else ""
+
+
 def ladder_svg(entries: list[dict[str, Any]]) -> str:
     """The SVG for `entries` (oldest first)."""
     switch_columns: list[str] = []
     peer_columns: list[str] = []
+    parties: dict[str, str] = {}
     for entry in entries:
         local, remote = _address(entry["local"]), _address(entry["remote"])
         if local not in switch_columns:
             switch_columns.append(local)
         if remote not in peer_columns:
             peer_columns.append(remote)
+        if not parties.get(remote):
+            parties[remote] = _party(entry)
     # The first peer (usually the caller) on the left of the switch, the rest right.
     columns = peer_columns[:1] + switch_columns + peer_columns[1:]
     x = {name: 110 + i * COLUMN for i, name in enumerate(columns)}
@@ -46,10 +78,12 @@ def ladder_svg(entries: list[dict[str, Any]]) -> str:
     for name in columns:
         cx = x[name]
         kind = "switch" if name in switch_columns else "peer"
-        label = f"switch {name}" if kind == "switch" and name != "switch" else name
+        title = "phpvoip" if kind == "switch" else parties.get(name) or "peer"
+        address = "" if name == "switch" else name
         parts.append(f'<g class="lifeline {kind}">'
-                     f'<text x="{cx}" y="20" text-anchor="middle">{escape(label)}</text>'
-                     f'<line x1="{cx}" y1="30" x2="{cx}" y2="{height - 10}"/></g>')
+                     f'<text class="name" x="{cx}" y="18" text-anchor="middle">{escape(title)}</text>'
+                     f'<text class="address" x="{cx}" y="34" text-anchor="middle">{escape(address)}</text>'
+                     f'<line x1="{cx}" y1="42" x2="{cx}" y2="{height - 10}"/></g>')
     for index, entry in enumerate(entries):
         local, remote = x[_address(entry["local"])], x[_address(entry["remote"])]
         outgoing = entry["direction"] == "out"

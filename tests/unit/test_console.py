@@ -567,3 +567,24 @@ def test_nothing_is_kept_while_nobody_watches():
         console.switch.send(invite(call_id=f"unwatched-{n}"))
     assert console.feed._calls == {} and len(console.switch.engine.calls) == 50
     assert sum(console.feed.per_minute.values(console.clock.seconds())) == 50
+
+
+def test_ladder_lifelines_name_the_switch_and_the_parties():
+    """The switch's lifeline is headed "phpvoip", each peer's by the user it speaks
+    for (the caller's From, the callee's To), each with its address below; every
+    arrow has a row-wide click target."""
+    from phpvoip.console.ladder_svg import ladder_svg
+
+    console = Console()
+    record = full_call(console.switch)
+    entries = [entry.as_dict() for entry in console.switch.ladders.messages(record)]
+    svg = ladder_svg(entries)
+    names = re.findall(r'<text class="name"[^>]*>([^<]*)</text>', svg)
+    invite_in = next(e for e in entries if e["direction"] == "in" and e["label"].startswith("INVITE"))
+    invite_out = next(e for e in entries if e["direction"] == "out" and e["label"].startswith("INVITE"))
+    caller = re.search(r"^From:.*?sips?:([^@;>]+)@", invite_in["message"], re.M | re.I).group(1)
+    callee = re.search(r"^To:.*?sips?:([^@;>]+)@", invite_out["message"], re.M | re.I).group(1)
+    assert names[0] == caller and names[-1] == callee and "phpvoip" in names[1:-1]
+    addresses = re.findall(r'<text class="address"[^>]*>([^<]*)</text>', svg)
+    assert len(addresses) == len(names) and all(":" in a for a in addresses)
+    assert svg.count('<rect class="hit"') == len(entries)
