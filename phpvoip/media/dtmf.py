@@ -6,6 +6,13 @@ that the sender repeats three times because RTP may lose any of them. The receiv
 reports each event once, at its first end packet, and copes with the losses RTP
 allows: when every end packet is lost, the next event or a quiet `end_timeout`
 closes it.
+
+A receiver hears only what arrives after it was made. When a call moves from one
+application to another on a digit (an attendant's menu key, a queue's exit key),
+the first application acted on the first end packet and the second one's receiver
+gets the repeats: an event that it first meets at its end, and that by its
+duration began before the receiver listened, is someone else's digit and is not
+reported.
 """
 
 from __future__ import annotations
@@ -28,6 +35,9 @@ _EVENT = struct.Struct("!BBH")  # event, E|R|volume, duration
 _END = 0x80
 _MAX_DURATION = 0xFFFF
 _REMEMBERED = 16  # timestamps of events already reported, to drop their late packets
+# How much earlier than the receiver's birth an end-only event must have begun to be
+# taken as a previous listener's (packets arrive late by jitter, never early).
+_BEFORE_US = 0.05
 
 DigitCallback = Callable[[str, int], object]
 
@@ -56,7 +66,7 @@ class DtmfReceiver:
     `on_digit(digit, duration_ms)` is called for every event; `clock` arms the
     end timeout (one delayed call at most, reset by each packet of the event)."""
 
-    __slots__ = ("_clock", "_on_digit", "_end_timeout", "_rate", "_current", "_reported", "_timer")
+    __slots__ = ("_clock", "_on_digit", "_end_timeout", "_rate", "_current", "_reported", "_timer", "_born")
 
     def __init__(
         self, clock: IReactorTime, on_digit: DigitCallback, end_timeout: float = 0.5, rate: int = 8000
@@ -68,6 +78,7 @@ class DtmfReceiver:
         self._current: _Event | None = None
         self._reported: deque[int] = deque(maxlen=_REMEMBERED)
         self._timer: IDelayedCall | None = None
+        self._born = clock.seconds()
 
     def feed(self, packet: RtpPacket) -> None:
         """Take one RTP packet whose payload type is telephone-event."""
@@ -97,6 +108,10 @@ class DtmfReceiver:
                 self._finish()  # its end packets were all lost
                 current = None
         if current is None:
+            if flags & _END and self._clock.seconds() - duration / self._rate < self._born - _BEFORE_US:
+                # The tail of a digit pressed before we listened (another receiver told it).
+                self._reported.append(timestamp)
+                return
             current = self._current = _Event(timestamp, code, duration)
         elif duration > current.duration:
             current.duration = duration  # out-of-order updates never shrink it

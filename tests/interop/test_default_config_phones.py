@@ -269,3 +269,44 @@ async def test_paused_agent_leaves_the_caller_on_music(reactor: Any, default_swi
     [(_, heard)] = rtp_packets(outputs["1001"])
     assert abs(heard - media["b>a"]["packets"] - media["c>a"]["packets"]) <= 5, (heard, media)
     await assert_no_calls(reactor, service)
+
+
+@pytest_twisted.ensureDeferred
+async def test_attendant_menu_7_to_the_queue_then_exit_0_back(reactor: Any, default_switch: Any) -> None:
+    """1002 pauses (*47); 1001 calls 800 and keys 7: the attendant hands the call to
+    the support queue (700), where it waits (1001 busy, 1002 paused); 1001 keys the
+    exit digit 0 and is back at the attendant's menu (not at the operator: the 0's
+    repeated RFC 4733 end packets reach the attendant after the queue acted on the
+    first), keys 1002 and 1002 answers (a direct call reaches a paused agent)."""
+    service, controls, phones = default_switch
+    caller, agent = controls["1001"], controls["1002"]
+    [queue] = [m for m in service.engine.modules if getattr(m, "kind", "") == "queue"]
+    [attendant] = [m for m in service.engine.modules if getattr(m, "kind", "") == "attendant"]
+    agent.command("dial", f"sip:*47@{LOOPBACK}:{service.port}")
+    await agent.event("CALL_CLOSED", reactor, timeout=20)
+    agent.forget()
+    caller.command("dial", f"sip:800@{LOOPBACK}:{service.port}")
+    await caller.event("CALL_ESTABLISHED", reactor)
+    await pause(reactor, 1.0)
+    caller.command("sndcode", "7")
+    await pause(reactor, 2.0)
+    [stats] = queue.queue_stats()
+    assert (stats["callers_waiting"], stats["agents_available"]) == (1, 0), stats
+    caller.command("sndcode", "0")
+    await pause(reactor, 1.5)
+    [stats] = queue.queue_stats()
+    assert (stats["callers_waiting"], stats["exited"]) == (0, 1), stats
+    att = attendant.stats()
+    assert (att["in_menu"], att["by_menu"], att["outcomes"]["operator"]) == (1, {"main": 1}, 0), att
+    caller.command("sndcode", "1002")
+    await agent.event("CALL_ESTABLISHED", reactor, timeout=20)
+    assert offered(agent) == ["sip:1001@127.0.0.1"], agent.events
+    assert offered(caller) == [], caller.events
+    await pause(reactor, 1.0)
+    await hang_up(reactor, controls, "1001")
+    att = attendant.stats()
+    assert att["outcomes"]["bridged"] == 2 and att["outcomes"]["operator"] == 0, att
+    record = service.engine.records[-1]
+    assert (record.caller, record.callee, record.disposition) == ("1001", "800", "ANSWERED"), record
+    await quit_phones(controls, phones)
+    await assert_no_calls(reactor, service)

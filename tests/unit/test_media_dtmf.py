@@ -224,3 +224,40 @@ def test_impossible_digits_are_refused(args, message):
 def test_info_bodies(content_type, body, expected):
     """dtmf-relay and dtmf bodies give their digit and duration; anything else None."""
     assert parse_info_dtmf(content_type, body) == expected
+
+
+def test_the_tail_of_a_digit_pressed_before_the_receiver_is_not_a_digit():
+    """A call handed from one application to another on a key (the attendant's 7, a
+    queue's exit 0) brings the new receiver that key's repeated end packets: the
+    event began before this receiver listened, so it is the previous one's digit.
+    The next press is reported as usual."""
+    clock = Clock()
+    clock.advance(10.0)
+    stream = Stream()
+    packets = stream.packets("0", 180)
+    # the first receiver took the first end packet; this one is made just then
+    _, rx, got = receiver(clock)
+    for packet in packets[-2:]:
+        clock.advance(0.02)
+        rx.feed(packet)
+    clock.advance(5)
+    assert got == []
+    for packet in stream.packets("1", 100):
+        rx.feed(packet)
+        clock.advance(0.02)
+    assert got == [("1", 100)]
+
+
+def test_an_end_only_digit_pressed_after_the_receiver_began_is_reported():
+    """Every update of a press lost, only its end packets arrive: the press began
+    after the receiver was made, so it is a digit."""
+    clock = Clock()
+    _, rx, got = receiver(clock)
+    clock.advance(1.0)
+    stream = Stream()
+    packets = stream.packets("5", 200)
+    clock.advance(0.2)  # the press lasted 200 ms, its updates were lost
+    for packet in packets[-3:]:
+        rx.feed(packet)
+        clock.advance(0.02)
+    assert got == [("5", 200)]
