@@ -155,7 +155,9 @@ class Echo:
     def callout(self, invite: Request, call: Any) -> LocalLeg:
         if invite.to.uri.user != self.number:
             raise NotMine()
-        engine_side, app_side = local_pair(invite.to.copy(), invite.from_.copy())
+        # The engine side is the switch's outbound leg: it presents the caller (From)
+        # and its far end is the echo (To), as a SIP leg to a phone would.
+        engine_side, app_side = local_pair(invite.from_.copy(), invite.to.copy())
         echo_call = _EchoCall(self, app_side, invite.call_id)
         app_side.on_invite = echo_call.ring
         self.calls.add(echo_call)

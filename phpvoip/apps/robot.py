@@ -172,7 +172,9 @@ class Robot:
     def callout(self, invite: Request, call: Any) -> LocalLeg:
         if invite.to.uri.user != self.number:
             raise NotMine()
-        engine_side, app_side = local_pair(invite.to.copy(), invite.from_.copy())
+        # The engine side is the switch's outbound leg: it presents the caller (From)
+        # and its far end is the robot (To), as a SIP leg to a phone would.
+        engine_side, app_side = local_pair(invite.from_.copy(), invite.to.copy())
         robot_call = _RobotCall(self, app_side)
         app_side.on_invite = robot_call.ring
         self.calls.add(robot_call)
@@ -197,7 +199,9 @@ class Robot:
         invite.add("To", NameAddr(URI("sip", to, domain)))
         invite.add("Call-ID", call_id)
         invite.add("CSeq", "1 INVITE")
-        engine_side, app_side = local_pair(me, invite.to.copy())
+        # The engine side is the caller's leg: it presents the callee and its far
+        # end is the robot.
+        engine_side, app_side = local_pair(invite.to.copy(), me)
         engine_side.remote_sdp = None  # the robot offers no media
         self.calls.add(_RobotCall(self, app_side))
         self._outgoing[call_id] = engine_side

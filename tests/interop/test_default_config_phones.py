@@ -310,3 +310,40 @@ async def test_attendant_menu_7_to_the_queue_then_exit_0_back(reactor: Any, defa
     assert (record.caller, record.callee, record.disposition) == ("1001", "800", "ANSWERED"), record
     await quit_phones(controls, phones)
     await assert_no_calls(reactor, service)
+
+
+@pytest_twisted.ensureDeferred
+async def test_attendant_0_is_the_operator_and_9_the_echo(reactor: Any, default_switch: Any) -> None:
+    """1002 calls 800 and keys 0: the operator, 1001, rings and answers. Then 1001
+    calls 800 and keys 9: the echo (9196) answers and sends 1001's audio back."""
+    service, controls, phones = default_switch
+    a, b = controls["1001"], controls["1002"]
+    [attendant] = [m for m in service.engine.modules if getattr(m, "kind", "") == "attendant"]
+    b.command("dial", f"sip:800@{LOOPBACK}:{service.port}")
+    await b.event("CALL_ESTABLISHED", reactor)
+    await pause(reactor, 1.0)
+    b.command("sndcode", "0")
+    await a.event("CALL_ESTABLISHED", reactor, timeout=20)
+    assert offered(a) == ["sip:1002@127.0.0.1"], a.events
+    await pause(reactor, 1.0)
+    await hang_up(reactor, controls, "1002")
+    assert service.engine.records[-1].transfers == ["1001"], service.engine.records[-1]
+    assert attendant.stats()["outcomes"]["operator"] == 1, attendant.stats()
+    a.forget()
+    b.forget()
+    a.command("dial", f"sip:800@{LOOPBACK}:{service.port}")
+    await a.event("CALL_ESTABLISHED", reactor)
+    await pause(reactor, 1.0)
+    a.command("sndcode", "9")
+    await pause(reactor, 3.0)
+    a.command("hangup")
+    await a.event("CALL_CLOSED", reactor)
+    record = service.engine.records[-1]
+    assert (record.callee, record.transfers) == ("800", ["9196"]), record
+    # c is the echo: it sent back about what 1001 sent it.
+    media = record.media
+    assert media["c>a"]["packets"] >= 0.6 * RATE * 3.0, media
+    assert abs(media["c>a"]["packets"] - media["a>c"]["packets"]) <= 10, media
+    assert offered(b) == [], b.events
+    await quit_phones(controls, phones)
+    await assert_no_calls(reactor, service)

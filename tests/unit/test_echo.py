@@ -270,3 +270,13 @@ def test_unreadable_offer_is_400():
     engine, transport, reactor, echo, got = call(body=b"v=0\r\nthis is not sdp\r\n")
     assert got[-1].status == 400 and got[-1].reason
     assert all(not p.listening for p in reactor.ports.values()) and not echo.calls
+
+
+def test_the_engine_side_presents_the_caller_and_reaches_the_echo():
+    """Like a SIP leg to a phone, the switch's leg to the echo presents the caller
+    and has the echo as its far end: a transfer to 9196 is recorded as to 9196."""
+    engine, transport, reactor, echo = make_echo()
+    request = parse(invite(to_user="9196"))
+    engine_side = echo.callout(request, None)
+    assert engine_side.remote_party.uri.user == "9196"
+    assert engine_side.local_party.uri.user == request.from_.uri.user != "9196"
