@@ -62,7 +62,7 @@ async def wait_for(reactor: Any, check: Any, timeout: float) -> Any:
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_sipp_call_streams_as_call_then_call_ended(reactor: Any, sipp: str, switch: Any,
+async def test_a_sipp_call_streams_its_row_then_its_end(reactor: Any, sipp: str, switch: Any,
                                                            peers: Any) -> None:
     """Log in over HTTP, open /events, place one SIPp call to the robot: `call` with
     its id and two legs within a second, its id in `ended` once SIPp has hung up."""
