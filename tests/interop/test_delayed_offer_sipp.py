@@ -15,7 +15,8 @@ import pytest_twisted
 
 from phpvoip.media.rtp import build_rtp
 from tests.interop.conftest import sipp_args, wait_idle
-from tests.interop.test_echo_sipp import RtpPeer, payload, poll
+from tests.interop.rtp_phone import RtpPhone, poll
+from tests.interop.test_echo_sipp import payload
 from tests.interop.test_media_relay_sipp import media_port
 from tests.interop.test_rtpengine import Daemon, RtpEnd, local_port, wait_for
 from tests.interop.test_trunk_flows import DEADLINE, trunk_config, wait_bound
@@ -176,7 +177,7 @@ async def test_delayed_offer_to_the_echo(reactor: Any, sipp: str, switch: Any, p
         "    max_duration: 3\n"
         f"    ports: '{ECHO_PORTS[0]}-{ECHO_PORTS[1]}'\n"
     )
-    peer = RtpPeer()
+    peer = RtpPhone()
     rtp_port = free_port()
     listening = reactor.listenUDP(rtp_port, peer, interface=LOOPBACK)
     try:
