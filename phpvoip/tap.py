@@ -22,6 +22,7 @@ from twisted.python import usage
 from twisted.python.logfile import LogFile
 
 from phpvoip import config
+from phpvoip.logfilter import QuietMediaPorts
 
 DEFAULT_CONFIG = "etc/phpvoip.yaml"
 # The same default config, installed with the package, for when the switch is started
@@ -72,4 +73,4 @@ def _log_observer(options: Options) -> ILogObserver:
         output = LogFile.fromFullPath(logfile or "twistd.log")
     level = LogLevel.levelWithName(options["loaded"].log_level)
     predicate = LogLevelFilterPredicate(defaultLogLevel=level)
-    return FilteringLogObserver(textFileLogObserver(output), [predicate])
+    return FilteringLogObserver(textFileLogObserver(output), [QuietMediaPorts(), predicate])

@@ -3,7 +3,7 @@
 It negotiates PCMU, PCMA and telephone-event (answering an offer, or offering),
 sends one 20 ms packet per tick of a `Pacer` (prompts, tones, DTMF, echoed audio or
 silence), and turns what arrives into decoded audio (for `on_audio` and a recording)
-and digits (for `on_dtmf`). Only this module's `_Socket` touches the network, through
+and digits (for `on_dtmf`). Only this module's `_EndpointSocket` touches the network, through
 the reactor it is given.
 
 What it sends, in order of priority each tick: a DTMF digit being sent, the
@@ -132,7 +132,7 @@ class _DtmfSend:
         self.deferred: defer.Deferred[str] = defer.Deferred()
 
 
-class _Socket(DatagramProtocol):
+class _EndpointSocket(DatagramProtocol):
     noisy = False  # no log line per call as its port opens and closes
 
     def __init__(self, endpoint: RtpEndpoint) -> None:
@@ -176,7 +176,7 @@ class RtpEndpoint:
         self.send_silence = send_silence
         self._codecs = [PCMU if name.upper() == "PCMU" else PCMA for name in codecs]
         self._pacer = pacer if pacer is not None else Pacer(reactor)
-        self._socket = _Socket(self)
+        self._socket = _EndpointSocket(self)
         self._port = self._listen(ports)
         self.port: int = self._port.getHost().port
         self._dtmf_in = DtmfReceiver(reactor, self._digit, end_timeout=dtmf_timeout)
