@@ -5,9 +5,9 @@ file's comments promise.
 The switch runs in-process from the shipped file with only what must differ on a
 shared test machine rewritten: the listen ports (SIP, manhole, metrics, console),
 the relay's and the applications' RTP port ranges, the store (a tmp sqlite) and the
-manhole's host key file (a tmp path instead of var/), plus `algorithms: [MD5]` on
-the registrar (PHONE_FIX: baresip 1.0 cannot register without it). Everything else (users and
-passwords, the digest algorithms, numbers, menus, strategy, timers) is as shipped.
+manhole's host key file (a tmp path instead of var/). Everything else (users and
+passwords, the digest algorithms, numbers, menus, strategy, timers) is as shipped;
+the shipped registrar offers MD5 only, without which baresip 1.0 cannot register.
 """
 
 from __future__ import annotations
@@ -32,8 +32,6 @@ SHIPPED = Path(__file__).resolve().parents[2] / "etc" / "phpvoip.yaml"
 # RTP port ranges no other test uses (46200-46399).
 RELAY_PORTS = "46200-46259"
 APP_PORTS = {"echo": "46260-46279", "attendant": "46280-46299", "queue": "46300-46339"}
-# What the shipped registrar needs for baresip 1.0 to register (the file does not say it).
-PHONE_FIX = ["MD5"]
 WAIT = 4.0  # seconds a caller waits on music in the pause test
 RATE = 50  # packets a second at ptime 20
 
@@ -50,11 +48,10 @@ def default_config(tmp_path: Path) -> tuple[str, int]:
     data["console"]["listen"] = f"tcp:{free_port()}:interface={LOOPBACK}"
     data["media"]["ports"] = RELAY_PORTS
     for module in data["modules"]:
-        if module["type"] == "registrar" and "algorithms" not in module:
-            # The one change a real phone needs: baresip 1.0 answers only an MD5
-            # challenge and gives up (REGISTER_FAIL) on the shipped default
-            # (SHA-256 offered first, then MD5). See PHONE_FIX.
-            module["algorithms"] = PHONE_FIX
+        if module["type"] == "registrar":
+            # baresip 1.0 answers only an MD5 challenge and gives up (REGISTER_FAIL)
+            # when SHA-256 is offered: the shipped file must say MD5 only.
+            assert module.get("algorithms") == ["MD5"], module
         if module["type"] in APP_PORTS:
             module["ports"] = APP_PORTS[module["type"]]
     return yaml.safe_dump(data), port
