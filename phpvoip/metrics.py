@@ -10,7 +10,7 @@ so two switches in one process, as in the tests, do not mix):
 - At scrape time the same object, as a prometheus_client collector, reads the live
   figures: calls, legs, dialogs, transactions and bindings in progress, the
   counters the transaction layer, the transport and the GC watch keep
-  (`phpvoip.stats`), each outside line's state, and the queues.
+  (`phpvoip.stats`), each outside line's state, the queues and attendants.
 
 Exported (all names ``phpvoip_``; counters end in ``_total``; seconds)::
 
@@ -47,12 +47,35 @@ Exported (all names ``phpvoip_``; counters end in ``_total``; seconds)::
                                                      ProcessCollector (CPU, memory,
                                                      start time, open files)
 
-Queues: a module that offers ``queue_stats()`` (an iterable of mappings with
-``queue`` and ``callers_waiting``) and ``agent_stats()`` (mappings with ``queue``
-and ``state``) is read at each scrape into ``phpvoip_queue_callers_waiting{queue}``
-and ``phpvoip_queue_agents{queue,state}``; the manhole's ``queues()`` and
-``agents()`` read the same methods. No module offers them yet (queues are issue
-11), so these families are absent rather than zero. RTP packets, loss and jitter
+Applications (`phpvoip.metrics_apps`), read at each scrape from the modules that
+offer them, like the manhole's ``queues()``, ``agents()`` and ``attendants()``
+tables; absent while no module does. A queue's ``queue_stats()`` and
+``agent_stats()`` give::
+
+    phpvoip_queue_callers_waiting{queue}             gauge
+    phpvoip_queue_longest_wait_seconds{queue}        gauge, 0 with nobody waiting
+    phpvoip_queue_service_level_ratio{queue}         answered within service_level
+                                                     s / answered (0..1); no sample
+                                                     before the first answer
+    phpvoip_queue_holdtime_seconds{queue}            moving average of answered
+                                                     callers' waits
+    phpvoip_queue_agents_logged_in{queue}, _agents_available{queue}
+    phpvoip_queue_agents{queue,state}                agents by state
+    phpvoip_queue_callers_total{queue,outcome}       answered, abandoned, timed_out,
+                                                     exited, emptied, refused
+    phpvoip_queue_agent_calls_total{queue,agent,outcome}  answered, missed
+    phpvoip_queue_agent_talk_seconds_total{queue,agent}
+
+An attendant (``attendant_stats()``; read through its ``stats()``), labelled with
+the module's name::
+
+    phpvoip_attendant_callers{attendant,menu}        gauge, every menu (0 included)
+    phpvoip_attendant_calls_total{attendant,outcome} bridged, transferred, operator,
+                                                     goodbye, abandoned, failed
+    phpvoip_attendant_events_total{attendant,event}  closed, direct, no_input,
+                                                     invalid, unavailable
+
+RTP packets, loss and jitter
 are not exported per call (the call records carry them); with ``media: relay`` the
 relay's totals are::
 
@@ -101,6 +124,7 @@ from phpvoip.events import (
 )
 from phpvoip.gcwatch import PAUSE_BUCKETS
 from phpvoip.interfaces import ICallObserver
+from phpvoip.metrics_apps import attendant_families, queue_families
 from phpvoip.modules.channel import SipChannel
 from phpvoip.modules.line_state import LineState
 from phpvoip.opsconfig import MetricsSettings
@@ -250,7 +274,8 @@ class SwitchMetrics:
 
         yield from _limits(getattr(service, "limits", None))
         yield from self._lines(engine)
-        yield from _queues(engine)
+        yield from queue_families(engine)
+        yield from attendant_families(engine)
         yield from _media(getattr(engine, "media", None))
         yield from self._gc()
 
@@ -338,36 +363,6 @@ def _media(media: Any) -> Iterator[Metric]:
         elif getattr(engine, "name", "") == "rtpengine":
             yield GaugeMetricFamily("phpvoip_media_rtpengine_up", "1 while rtpengine answers its ng pings.",
                                     value=1 if engine.up else 0)
-
-
-def _queues(engine: Any) -> Iterator[Metric]:
-    """Queue figures from the modules that offer ``queue_stats()`` / ``agent_stats()``;
-    no family at all when none does."""
-    waiting: GaugeMetricFamily | None = None
-    agents: dict[tuple[str, str], int] = {}
-    offered_agents = False
-    for module in engine.modules:
-        queue_stats = getattr(module, "queue_stats", None)
-        if queue_stats is not None:
-            if waiting is None:
-                waiting = GaugeMetricFamily("phpvoip_queue_callers_waiting", "Callers waiting in each queue.",
-                                            labels=["queue"])
-            for row in queue_stats():
-                waiting.add_metric([str(row["queue"])], row.get("callers_waiting", 0))
-        agent_stats = getattr(module, "agent_stats", None)
-        if agent_stats is not None:
-            offered_agents = True
-            for row in agent_stats():
-                key = (str(row["queue"]), str(row["state"]))
-                agents[key] = agents.get(key, 0) + 1
-    if waiting is not None:
-        yield waiting
-    if offered_agents:
-        family = GaugeMetricFamily("phpvoip_queue_agents", "Queue agents, by queue and state.",
-                                   labels=["queue", "state"])
-        for (queue, state), count in sorted(agents.items()):
-            family.add_metric([queue, state], count)
-        yield family
 
 
 class MetricsResource(Resource):

@@ -193,7 +193,8 @@ def test_live_counters_uptime_gc_and_build_info(tmp_path):
 
 
 class QueueModule:
-    """A module offering the queue hook (no real queue module exists yet)."""
+    """A module offering the queue hooks with the least a row may hold (a queue
+    and its callers waiting; an agent's queue and state): the other figures are absent."""
 
     name = "sales-queue"
     weight = 0
