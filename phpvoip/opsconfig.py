@@ -108,12 +108,18 @@ class ConsoleUser:
 @dataclass(frozen=True)
 class ConsoleSettings:
     """`console:`: the web console (`phpvoip.console`) on `listen`; `users` may log
-    in, a session ends after `session_timeout` idle seconds."""
+    in, a session ends after `session_timeout` idle seconds. An address that fails
+    `login_attempts` logins within `login_window` seconds waits (1 s, doubling up to
+    `login_max_delay`) before it may try again; /calls shows at most `max_rows` calls."""
 
     listen: ListenSettings
     users: tuple[ConsoleUser, ...]
     session_timeout: float = 3600.0
     allow_remote: bool = False
+    login_attempts: int = 5
+    login_window: float = 300.0
+    login_max_delay: float = 300.0
+    max_rows: int = 500
 
 
 def parse_listen(section: Section, name: str, allow_remote: bool) -> ListenSettings:
@@ -212,6 +218,10 @@ def console_settings(top: Section) -> ConsoleSettings | None:
     allow_remote = section.boolean("allow_remote", False)
     listen = parse_listen(section, "listen", allow_remote)
     timeout = float(section.number("session_timeout", 3600, minimum=10, maximum=30 * 86400))
+    attempts = section.integer("login_attempts", 5, minimum=1, maximum=1000)
+    window = float(section.number("login_window", 300, minimum=1, maximum=86400))
+    max_delay = float(section.number("login_max_delay", 300, minimum=1, maximum=86400))
+    max_rows = section.integer("max_rows", 500, minimum=1, maximum=100000)
     users_section = section.section("users")
     users: list[ConsoleUser] = []
     for name in users_section.data:
@@ -236,4 +246,4 @@ def console_settings(top: Section) -> ConsoleSettings | None:
     if not users:
         raise section.error("users", "name at least one user (nobody could log in)")
     section.check_unknown()
-    return ConsoleSettings(listen, tuple(users), timeout, allow_remote)
+    return ConsoleSettings(listen, tuple(users), timeout, allow_remote, attempts, window, max_delay, max_rows)

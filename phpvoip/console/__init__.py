@@ -29,7 +29,7 @@ def console_service(settings: ConsoleSettings, service: Any) -> Any:
     """The console child service of `service` (a `SwitchService`): the feed observes
     the engine from now on, so the chart counts calls made before the port binds."""
     reactor = service.reactor
-    feed = ConsoleFeed(service.engine, reactor)
+    feed = ConsoleFeed(service.engine, reactor, settings.max_rows)
     service.engine.add_observer(feed)
     sessions = Sessions(settings, reactor)
     site = console_site(service, sessions, feed)

@@ -11,7 +11,8 @@ by the logins of one timeout.
 Checking a password costs a PBKDF2 computation (a quarter of a second at the default
 iterations): it runs in the reactor's thread pool (hashlib lets go of the GIL for
 it), so that guesses do not stall calls, and at most `MAX_CHECKS` run at once; more
-attempts meanwhile are turned away (`Busy`) rather than queued.
+attempts meanwhile are turned away (`Busy`) rather than queued. An address that
+keeps failing is turned away before any check (`Throttled`, see `throttle`).
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ from twisted.internet.interfaces import IReactorThreads
 from twisted.logger import Logger
 
 from phpvoip.console.passwords import check_hash, verify_password
+from phpvoip.console.throttle import LoginThrottle
 from phpvoip.opsconfig import ConsoleSettings
 
-__all__ = ["COOKIE", "Busy", "Session", "Sessions"]
+__all__ = ["COOKIE", "Busy", "Session", "Sessions", "Throttled"]
 
 log = Logger()
 
@@ -44,6 +46,14 @@ def _decoy(stored: str) -> str:
 
 class Busy(Exception):
     """Too many password checks in progress: try again shortly."""
+
+
+class Throttled(Exception):
+    """Too many failed logins from this address: wait `retry_after` seconds."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(retry_after)
+        self.retry_after = retry_after
 
 
 class Session:
@@ -76,15 +86,21 @@ class Sessions:
         self.decoy = _decoy(settings.users[0].password_hash)
         self.open: dict[str, Session] = {}
         self.checking = 0  # password checks in progress
+        self.throttle = LoginThrottle(clock, settings.login_attempts, settings.login_window,
+                                      settings.login_max_delay)
         for user in settings.users:
             if user.plaintext:
                 log.warn("console: user {user} has a plaintext password in the config; put its "
                          "password_hash there instead (python -m phpvoip.console.passwd)", user=user.name)
 
-    def login(self, user: str, password: str) -> defer.Deferred:
+    def login(self, user: str, password: str, source: str = "") -> defer.Deferred:
         """Fires with a new session when `password` is `user`'s, else None; fails
-        with `Busy` when `MAX_CHECKS` checks are already running. The check runs
-        in a thread when the clock is a real reactor (inline under a task.Clock)."""
+        with `Throttled` when `source` (the client's address) failed too often, with
+        `Busy` when `MAX_CHECKS` checks are already running. The check runs in a
+        thread when the clock is a real reactor (inline under a task.Clock)."""
+        wait = self.throttle.retry_after(source)
+        if wait:
+            return defer.fail(Throttled(wait))
         if self.checking >= MAX_CHECKS:
             return defer.fail(Busy())
         stored = self.hashes.get(user)
@@ -98,7 +114,12 @@ class Sessions:
 
         def checked(ok: bool) -> Session | None:
             self.checking -= 1
-            return self._open(user, ok and stored is not None)
+            ok = ok and stored is not None
+            if ok:
+                self.throttle.succeeded(source)
+            else:
+                self.throttle.failed(source)
+            return self._open(user, ok)
 
         def failed(failure: Any) -> Any:
             self.checking -= 1

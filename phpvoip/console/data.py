@@ -5,11 +5,12 @@ updated."""
 
 from __future__ import annotations
 
+from itertools import islice
 from typing import Any
 
 from phpvoip import inspect
 
-__all__ = ["call_row", "call_rows", "media_text", "registration_count", "table_dict"]
+__all__ = ["call_row", "call_rows", "call_window", "media_text", "registration_count", "table_dict"]
 
 
 def media_text(media: dict | None) -> str:
@@ -54,6 +55,16 @@ def call_rows(engine: Any) -> list[dict[str, Any]]:
     """Every live call, oldest first."""
     now = engine.clock.seconds()
     return [call_row(engine.calls[i], now) for i in sorted(engine.calls, key=_order)]
+
+
+def call_window(engine: Any, limit: int) -> tuple[list[str], int]:
+    """The ids of the calls the /calls page shows, and how many live calls it leaves
+    out: the `limit` longest-running, in the order the switch bridged them (the
+    engine's dict keeps that order, and a new call only ever joins at its end, so
+    this is a prefix: rows already shown never make way for newer ones)."""
+    live = engine.calls
+    ids = list(islice(live, limit))
+    return ids, len(live) - len(ids)
 
 
 def _order(call_id: str) -> tuple[int, str]:

@@ -9,7 +9,12 @@ flush, at most every `FLUSH_INTERVAL` seconds, builds each dirty call's row once
 leaves out the calls that began and ended inside the window (no page ever saw
 them), encodes one ``calls`` message ``{"upsert": [rows], "ended": [ids]}`` once
 and writes it to the pages that subscribed to calls: one write per page per flush.
-A stream's first ``calls`` message holds every live call and ``"all": true``.
+A stream's first ``calls`` message holds every shown call and ``"all": true``.
+
+Under overload the call pages show at most `max_rows` calls, the longest-running
+(`data.call_window`); every ``calls`` message says how many live calls are left
+out (``"more"``), and a call that ends makes room for the next one. Thousands of
+live calls thus cost a page `max_rows` rows and a flush O(`max_rows` + changes).
 
 A page names what it shows: ``GET /events?topics=stats,lines,queues`` (the
 dashboard) gets no call rows at all. Topics: ``calls``, ``stats`` (the dashboard
@@ -29,7 +34,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from phpvoip import inspect
-from phpvoip.console.data import call_row, call_rows, registration_count, table_dict
+from phpvoip.console.data import call_row, call_window, registration_count, table_dict
 from phpvoip.events import (
     CallAttempted,
     CallEvent,
@@ -46,6 +51,7 @@ FLUSH_INTERVAL = 0.5  # seconds: how late a table row may be
 STATS_INTERVAL = 1.0  # seconds between two `stats` messages at most
 KEEPALIVE = 15.0  # seconds: a comment line, so that a dead client is noticed
 MAX_CLIENT_BUFFER = 4 * 1024 * 1024  # bytes queued for one client before it is dropped
+MAX_ROWS = 500  # calls a page shows at most
 
 TOPICS = frozenset({"calls", "stats", "registrations", "lines", "queues"})
 
@@ -101,9 +107,10 @@ class MinuteRing:
 class ConsoleFeed:
     """Observes `engine`'s events; `attach` a request to stream to it."""
 
-    def __init__(self, engine: Any, clock: Any) -> None:
+    def __init__(self, engine: Any, clock: Any, max_rows: int = MAX_ROWS) -> None:
         self.engine = engine
         self.clock = clock
+        self.max_rows = max_rows
         self.clients: list[Any] = []
         self.topics: dict[int, frozenset[str]] = {}  # id(request) -> what it subscribed to
         self.sessions: dict[int, Any] = {}  # id(request) -> the session it was opened under
@@ -112,6 +119,7 @@ class ConsoleFeed:
         self._wanted: dict[str, int] = dict.fromkeys(TOPICS, 0)  # topic -> clients wanting it
         self._calls: dict[str, None] = {}  # call ids touched since the last flush, in order
         self._shown: set[str] = set()  # live calls the call pages have a row for
+        self._more = 0  # live calls left out of the pages, as last sent
         self._registrations = False
         self._lines = False
         self._queues = False
@@ -174,9 +182,13 @@ class ConsoleFeed:
         request.setHeader(b"x-accel-buffering", b"no")
         first = [b"retry: 2000\n\n"]
         if "calls" in topics:
-            rows = call_rows(self.engine)
-            self._shown.update(row["id"] for row in rows)
-            first.append(sse_message("calls", {"upsert": rows, "ended": [], "all": True}))
+            ids, more = call_window(self.engine, self.max_rows)
+            now = self.clock.seconds()
+            rows = [call_row(self.engine.calls[i], now) for i in ids]
+            if not self._wanted["calls"]:
+                self._more = more
+            self._shown.update(ids)
+            first.append(sse_message("calls", {"upsert": rows, "ended": [], "more": more, "all": True}))
         if "stats" in topics:
             first.append(sse_message("stats", self.stats()))
         request.write(b"".join(first))
@@ -258,26 +270,29 @@ class ConsoleFeed:
             "calls_per_minute": self.per_minute.values(now),
         }
 
+    def window_rows(self) -> tuple[list[dict[str, Any]], int]:
+        """The rows the /calls page shows now, and how many live calls it leaves out."""
+        ids, more = call_window(self.engine, self.max_rows)
+        now = self.clock.seconds()
+        return [call_row(self.engine.calls[i], now) for i in ids], more
+
     def _calls_message(self, now: float) -> bytes | None:
-        """The ``calls`` batch for the dirty calls: a row for each live one, the id
-        of each ended one a page was shown; None when there is nothing to say."""
+        """The ``calls`` batch since the last: a row for each shown call that changed
+        or joined the window, the id of each shown call that ended, and the number
+        left out; None when there is nothing to say. A call that began and ended
+        within the window, or was never shown, is in neither list."""
         dirty, self._calls = self._calls, {}
         live, shown = self.engine.calls, self._shown
-        upsert: list[dict[str, Any]] = []
-        ended: list[str] = []
-        for call_id in dirty:
-            bridge = live.get(call_id)
-            if bridge is not None:
-                upsert.append(call_row(bridge, now))
-                shown.add(call_id)
-            elif call_id in shown:
-                shown.discard(call_id)
-                ended.append(call_id)
-            # else: began and ended within the window, no page ever had its row
-        if not upsert and not ended:
+        ids, more = call_window(self.engine, self.max_rows)
+        upsert = [call_row(live[i], now) for i in ids if i in dirty or i not in shown]
+        window = set(ids)
+        ended = [i for i in shown if i not in window]
+        self._shown = window
+        if not upsert and not ended and more == self._more:
             return None
+        self._more = more
         self.rows_built += len(upsert)
-        return sse_message("calls", {"upsert": upsert, "ended": ended})
+        return sse_message("calls", {"upsert": upsert, "ended": ended, "more": more})
 
     def flush(self) -> None:
         """Send what changed since the last flush (see the module docstring)."""

@@ -133,11 +133,20 @@ def _duration(row: dict[str, Any]) -> str:
     return f"{seconds // 60}:{seconds % 60:02d}"
 
 
-def calls_page(rows: list[dict[str, Any]], csrf: str, **common: Any) -> str:
+def more_text(more: int) -> str:
+    """The line under overload (console.js writes the same)."""
+    return f"{more} more call{'' if more == 1 else 's'} not shown (the longest-running are)"
+
+
+def calls_page(rows: list[dict[str, Any]], csrf: str, more: int = 0, **common: Any) -> str:
+    """The shown calls (`data.call_window`) and, when some are left out, how many."""
     head = "".join(f'<th scope="col">{_e(c)}</th>' for c in CALL_COLUMNS)
     body_rows = "".join(call_tr(r, csrf) for r in rows)
-    body = (f'<table id="calls-table" class="data"><caption>Live calls (<span id="calls-active">{len(rows)}'
-            f'</span>)</caption><thead><tr>{head}</tr></thead><tbody>{body_rows}</tbody></table>')
+    hidden = "" if more else " hidden"
+    body = (f'<p id="calls-more" class="notice" data-more="{more}"{hidden}>{_e(more_text(more))}</p>'
+            f'<table id="calls-table" class="data"><caption>Live calls (<span id="calls-active">'
+            f'{len(rows) + more}</span>)</caption><thead><tr>{head}</tr></thead><tbody>{body_rows}</tbody>'
+            '</table>')
     return layout("Calls", body, csrf=csrf, page="/calls", **common)
 
 

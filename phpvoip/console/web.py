@@ -20,7 +20,7 @@ from twisted.web import resource, server
 
 from phpvoip import inspect
 from phpvoip.console import pages
-from phpvoip.console.auth import COOKIE, Busy, Session, Sessions
+from phpvoip.console.auth import COOKIE, Busy, Session, Sessions, Throttled
 from phpvoip.console.data import call_rows, table_dict
 from phpvoip.console.feed import TOPICS, ConsoleFeed, parse_topics
 from phpvoip.console.ladder_svg import ladder_svg
@@ -145,7 +145,7 @@ class ConsoleResource(resource.Resource):
 
     def login(self, request: Any) -> Any:
         user, password = _arg(request, "username"), _arg(request, "password")
-        d = self.sessions.login(user, password)
+        d = self.sessions.login(user, password, _source(request))
 
         def checked(session: Session | None) -> None:
             if session is None:
@@ -158,10 +158,13 @@ class ConsoleResource(resource.Resource):
             self._finish(request, body)
 
         def busy(failure: Failure) -> None:
-            failure.trap(Busy)
-            request.setHeader(b"retry-after", b"1")
-            self._finish(request, self._html(request, pages.login_page("Busy: try again in a moment.", user),
-                                             429))
+            if failure.trap(Busy, Throttled) is Busy:
+                wait, text = 1, "Busy: try again in a moment."
+            else:
+                wait = failure.value.retry_after
+                text = f"Too many failed logins: try again in {wait} s."
+            request.setHeader(b"retry-after", str(wait).encode())
+            self._finish(request, self._html(request, pages.login_page(text, user), 429))
 
         d.addCallback(checked).addErrback(busy).addErrback(
             lambda f: log.failure("console: login failed", f))
@@ -206,7 +209,8 @@ class ConsoleResource(resource.Resource):
                 self.feed.stats(), table_dict(inspect.lines(engine)), table_dict(inspect.queues(engine)),
                 table_dict(inspect.agents(engine)), **common))
         if path == "/calls":
-            return self._html(request, pages.calls_page(call_rows(engine), **common))
+            rows, more = self.feed.window_rows()
+            return self._html(request, pages.calls_page(rows, more=more, **common))
         if path == "/registrations":
             return self._html(request, pages.registrations_page(self._registrations(), **common))
         if path == "/events":
@@ -274,6 +278,11 @@ class ConsoleResource(resource.Resource):
 
         d.addCallbacks(done, failed)
         return server.NOT_DONE_YET
+
+
+def _source(request: Any) -> str:
+    """The client's address, for login throttling ("" when not IP, e.g. a UNIX socket)."""
+    return str(getattr(request.getClientAddress(), "host", ""))
 
 
 def _query_string(query: RecordQuery) -> str:

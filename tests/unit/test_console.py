@@ -52,12 +52,12 @@ class Reply:
 class Console:
     """A console site on a test switch, spoken to in raw HTTP/1.0."""
 
-    def __init__(self, switch: Switch | None = None) -> None:
+    def __init__(self, switch: Switch | None = None, max_rows: int = 500) -> None:
         self.switch = switch or Switch()
         self.clock = self.switch.clock
         self.service = SimpleNamespace(engine=self.switch.engine, ladders=self.switch.ladders, cdr=None,
                                        reactor=self.clock)
-        self.feed = ConsoleFeed(self.switch.engine, self.clock)
+        self.feed = ConsoleFeed(self.switch.engine, self.clock, max_rows)
         self.switch.engine.add_observer(self.feed)
         self.sessions = Sessions(SETTINGS, self.clock)
         self.site = console_site(self.service, self.sessions, self.feed)
@@ -320,7 +320,7 @@ def test_events_send_a_call_when_a_call_starts_and_ended_when_it_ends():
     stream.clear()
     console.switch.engine.hangup(call_id)
     console.clock.advance(1.0)
-    assert ("calls", {"upsert": [], "ended": [call_id]}) in events_of(stream.value())
+    assert ("calls", {"upsert": [], "ended": [call_id], "more": 0}) in events_of(stream.value())
 
 
 def test_a_client_gets_the_live_calls_when_it_connects():
@@ -338,7 +338,7 @@ def test_bursts_are_coalesced():
     """1,000 call attempts in one instant, then more each tenth of a second: every
     call is shown, a flush window's events become one `calls` message (far fewer
     messages than events), and `stats` goes at most once a second."""
-    console = Console()
+    console = Console(max_rows=2000)
     console.login()
     stream = console.open("GET", "/events")
     stream.clear()

@@ -24,6 +24,10 @@
   const callsTable = document.getElementById("calls-table");
   const cellNames = ["Call", "From", "To", "State", "Duration", "Legs", "Media"];
   const rows = new Map();
+  // Under overload the server sends only the longest-running calls (console.max_rows)
+  // and how many it leaves out: a call that ends makes room, the server sends the next.
+  const moreLine = document.getElementById("calls-more");
+  let more = moreLine ? Number(moreLine.dataset.more || 0) : 0;
 
   function legsList(legs) {
     const ul = el("ul", { class: "legs" });
@@ -106,6 +110,7 @@
       fillCallRow(entry, row, now);
     }
     if (added.childNodes.length) callsTable.tBodies[0].appendChild(added);
+    if (typeof batch.more === "number") more = batch.more;
     countCalls();
   }
 
@@ -116,7 +121,12 @@
 
   function countCalls() {
     const count = document.getElementById("calls-active");
-    if (count) count.textContent = String(rows.size);
+    if (count) count.textContent = String(rows.size + more);
+    if (moreLine) {
+      moreLine.dataset.more = String(more);
+      moreLine.textContent = more + " more call" + (more === 1 ? "" : "s") + " not shown (the longest-running are)";
+      moreLine.hidden = more === 0;
+    }
   }
 
   if (callsTable) {
