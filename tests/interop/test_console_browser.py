@@ -84,14 +84,16 @@ def css(selector: str) -> Any:
     return expected_conditions.presence_of_element_located(("css selector", selector))
 
 
-async def console_switch(switch: Any, uas_port: int) -> tuple[Any, str]:
-    """A switch with a trunk to the SIPp callee and the console on a free port."""
+async def console_switch(switch: Any, uas_port: int, extra: str = "") -> tuple[Any, str]:
+    """A switch with a trunk to the SIPp callee and the console on a free port
+    (`extra`: more lines of its console section)."""
     port = free_port()
     service = await switch(
         trunk_config(uas_port)
         + "console:\n"
         + f"  listen: 'tcp:{port}:interface={LOOPBACK}'\n"
         + f"  users: {{{USER}: {{password_hash: '{password_hash(PASSWORD)}'}}}}\n"
+        + extra
     )
     return service, f"http://{LOOPBACK}:{port}"
 
@@ -321,6 +323,40 @@ async def test_keyboard_hangup_on_a_narrow_window(reactor, sipp, switch, peers, 
     presses = await on(tab_to_hangup)
     await both_legs_got_bye(uac, uas, logs)
     print(f"hang-up button reached with {presses} Tab presses")
+
+
+@pytest_twisted.ensureDeferred
+async def test_calls_beyond_max_rows_are_counted_and_shown_as_room_frees(reactor, sipp, switch, peers,
+                                                                         chromium, tmp_path):
+    """max_rows 2 and three SIPp calls: /calls has two rows and "1 more call not
+    shown"; hanging up a shown call brings the third in and hides the line."""
+    uas_port = free_port()
+    service, base = await console_switch(switch, uas_port, "  max_rows: 2\n")
+    await on(log_in, chromium, base)
+    common = ("-m", "3", "-timeout", f"{int(DEADLINE) - 5}s", "-timeout_error")
+    uas = peers.start(sipp_args(sipp, "console_uas_hung_up.xml", uas_port, None, *common), deadline=DEADLINE)
+    await wait_bound(reactor, uas, uas_port)
+    uac = peers.start(sipp_args(sipp, "console_uac_hung_up.xml", free_port(), service.port, "-s", NUMBER,
+                                *common), deadline=DEADLINE)
+    ids = await wait_until(reactor, lambda: len(service.engine.calls) == 3 and list(service.engine.calls),
+                           10, "three calls in the engine")
+    await on(open_page, chromium, base, "/calls", f"tr[data-call-id='{ids[1]}']")
+    state = ("return [Array.from(document.querySelectorAll('#calls-table tr[data-call-id]'), "
+             "r => r.dataset.callId), document.getElementById('calls-more').hidden, "
+             "document.getElementById('calls-more').textContent, "
+             "document.getElementById('calls-active').textContent];")
+    shown, hidden, text, count = await on(chromium.execute_script, state)
+    assert shown == ids[:2] and not hidden and text.startswith("1 more call not shown") and count == "3"
+    await on(chromium.execute_script, "document.querySelector(arguments[0]).click();",
+             f"tr[data-call-id='{ids[0]}'] button.hangup")
+    await on(wait_for, chromium, css(f"tr[data-call-id='{ids[2]}']"))
+    await wait_until(reactor, lambda: ids[0] not in service.engine.calls, 10, "the hang-up")
+    shown, hidden, _, count = await on(chromium.execute_script, state)
+    assert shown == ids[1:] and hidden and count == "2", (shown, hidden, count)
+    for call_id in ids[1:]:
+        service.engine.hangup(call_id)
+    assert await uac.wait() == 0, uac.output
+    assert await uas.wait() == 0, uas.output
 
 
 def test_console_stays_connected_while_calls_run() -> None:
