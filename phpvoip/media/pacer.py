@@ -63,12 +63,12 @@ class Pacer:
         """Tick `stream` from its slot's next turn on (starting the clock if idle)."""
         if stream in self._slot_of:
             return
+        if not self._slot_of:  # idle: the clock starts now
+            self._start = self._clock.seconds()
+            self._done = 0
         slot = min(range(self.phases), key=lambda i: len(self._slots[i]))
         self._slots[slot][stream] = None
         self._slot_of[stream] = slot
-        if self._call is None:
-            self._start = self._clock.seconds()
-            self._done = 0
         self._reschedule()
 
     def remove(self, stream: Paced) -> None:

@@ -97,3 +97,27 @@ def test_a_stream_that_raises_keeps_its_place_and_the_others_go_on():
 def test_phases_must_be_positive():
     with pytest.raises(ValueError):
         Pacer(Clock(), phases=0)
+
+
+def test_a_stream_added_from_inside_a_tick_does_not_move_the_others():
+    """A tick that starts another stream (a prompt ending starts the next sound on
+    another call) keeps the running streams on their 20 ms grid."""
+    clock = Clock()
+    pacer = Pacer(clock)
+    first = Stream(clock)
+    late = Stream(clock)
+
+    class Starter(Stream):
+        def tick(self, count: int) -> None:
+            super().tick(count)
+            if len(self.ticks) == 10:
+                pacer.add(late)
+
+    starter = Starter(clock)
+    pacer.add(first)
+    pacer.add(starter)
+    run(clock, 1.0)
+    for s in (first, starter):
+        start = s.ticks[0][0]
+        assert [t for t, _c in s.ticks] == pytest.approx([start + 0.02 * n for n in range(len(s.ticks))])
+    assert len(late.ticks) >= 40
