@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,16 @@ CONFIG = (
 def sipp_common(scenario: str, port: int, switch_port: int) -> list[str]:
     return ["-sf", str(SCENARIOS / scenario), "-i", LOOPBACK, "-p", str(port), "-m", "1", "-timeout", "20",
             "-trace_logs", f"{LOOPBACK}:{switch_port}"]  # fmt: skip
+
+
+def wait_for_log(switch: Switch, text: str, timeout: float) -> bool:
+    """Whether `text` shows in the switch's log within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while text not in switch.log():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def bindings_in(database: Path) -> list[tuple]:
@@ -57,7 +68,8 @@ def test_binding_routes_a_call_after_a_restart(tmp_path):
         assert [(aor, uri) for aor, uri, _ in before] == [("1002", contact)]
 
         switch.start()
-        assert "1 bindings restored" in switch.log(), switch.log()
+        # The store loads on its thread once the switch answers: its line may come a little later.
+        assert wait_for_log(switch, "1 bindings restored", 10.0), switch.log()
         assert bindings_in(database) == before
         # The phone is back on its port (not registering again) and answers.
         answer = subprocess.Popen(
