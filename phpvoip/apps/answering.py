@@ -130,16 +130,7 @@ class MediaLeg:
     def leg_answered(self, leg: Any, sdp: bytes | None) -> None:
         """Our outgoing call was answered: the answer to our offer says where to send."""
         endpoint = self.endpoint
-        if endpoint is None:
-            return
-        try:
-            if sdp is None:
-                raise NotAcceptable("no answer to our offer")
-            endpoint.accept_answer(sdp)
-        except (NotAcceptable, SdpError, ValueError) as e:
-            log.info("{name}: call {callID}: answer refused: {error}", name=self.app.name,
-                     callID=self.call_id, error=str(e))
-            self.hang_up(Cause(488, "Not Acceptable Here", "local"))
+        if endpoint is None or not self._take_answer(sdp, "answer"):
             return
         endpoint.send_silence = True
         self.connected()
@@ -150,21 +141,26 @@ class MediaLeg:
     def leg_acked(self, leg: Any, sdp: bytes | None) -> None:
         """The answer to the offer in our 200 (INVITE or re-INVITE without SDP). An
         ACK without one, or one we cannot send to, ends the call."""
-        endpoint = self.endpoint
-        if endpoint is None:
-            return
-        try:
-            if sdp is None:
-                raise NotAcceptable("no answer in the ACK")
-            endpoint.accept_answer(sdp)
-        except (NotAcceptable, SdpError, ValueError) as e:
-            log.info("{name}: call {callID}: answer in the ACK refused: {error}", name=self.app.name,
-                     callID=self.call_id, error=str(e))
-            self.hang_up(Cause(488, "Not Acceptable Here", "local"))
+        if self.endpoint is None or not self._take_answer(sdp, "answer in the ACK"):
             return
         if self.delayed:
             self.delayed = False
             self.media_ready()
+
+    def _take_answer(self, sdp: bytes | None, what: str) -> bool:
+        """Give the endpoint the far end's answer to our offer; without one, or one
+        it cannot send to, the call ends (488) and this says False."""
+        assert self.endpoint is not None
+        try:
+            if sdp is None:
+                raise NotAcceptable(f"no {what}")
+            self.endpoint.accept_answer(sdp)
+        except (NotAcceptable, SdpError, ValueError) as e:
+            log.info("{name}: call {callID}: {what} refused: {error}", name=self.app.name,
+                     callID=self.call_id, what=what, error=str(e))
+            self.hang_up(Cause(488, "Not Acceptable Here", "local"))
+            return False
+        return True
 
     def leg_ended(self, leg: Any, cause: Cause) -> None:
         self.finish(cause)
