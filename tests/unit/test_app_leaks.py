@@ -26,17 +26,27 @@ from tests.unit.test_media_endpoint import FakeReactor, offer_sdp
 KINDS = (AppCall, RtpEndpoint, MediaLeg, LocalLeg, Bridge)
 
 
-def alive() -> dict[str, int]:
+def instances() -> dict[int, object]:
+    """Every live object of the kinds above, by id, after a full collection."""
     gc.collect()
+    return {id(obj): obj for obj in gc.get_objects() if isinstance(obj, KINDS)}
+
+
+def alive(before: dict[int, object]) -> dict[str, int]:
+    """How many objects of each kind exist that did not exist in `before` (other
+    tests' leftovers in this process are not this test's leaks; `before` holds
+    them, so their ids are not reused)."""
     counts = {kind.__name__: 0 for kind in KINDS}
-    for obj in gc.get_objects():
-        for kind in KINDS:
-            if isinstance(obj, kind):
-                counts[kind.__name__] += 1
+    for key, obj in instances().items():
+        if key not in before:
+            for kind in KINDS:
+                if isinstance(obj, kind):
+                    counts[kind.__name__] += 1
     return counts
 
 
 def test_no_application_object_survives_its_call() -> None:
+    before = instances()
     reactor, transport, phones = FakeReactor(), FakeTransport(), Phones()
     data = {"number": "500", "menu": {"greeting": "beep", "options": {"1": "201"}},
             "prompts": {"transferring": []}, "ports": "31100-31199"}
@@ -67,7 +77,7 @@ def test_no_application_object_survives_its_call() -> None:
     del port, ok  # the test's own references to the last call
     phones.rung.clear()
     assert engine.counts()["legs"] == 0
-    assert alive() == {kind.__name__: 0 for kind in KINDS}
+    assert alive(before) == {kind.__name__: 0 for kind in KINDS}
 
 
 def test_no_queue_call_survives_answered_or_abandoned() -> None:
@@ -76,6 +86,7 @@ def test_no_queue_call_survives_answered_or_abandoned() -> None:
     from phpvoip.apps.queue import Queue
     from phpvoip.apps.queue_config import parse_settings as queue_settings
 
+    before = instances()
     reactor, transport, phones = FakeReactor(), FakeTransport(), Phones()
     data = {"number": "700", "agents": ["201"], "welcome": [], "announce_frequency": 0,
             "ports": "31200-31299", "retry_delay": 0}
@@ -105,4 +116,4 @@ def test_no_queue_call_survives_answered_or_abandoned() -> None:
     assert engine.calls == {} and not app.calls
     [stats] = app.queue_stats()
     assert stats["answered"] == 15 and stats["abandoned"] == 15 and stats["callers_waiting"] == 0
-    assert alive() == {kind.__name__: 0 for kind in KINDS}
+    assert alive(before) == {kind.__name__: 0 for kind in KINDS}
