@@ -179,8 +179,13 @@ class Switch:
         return process.returncode
 
     def log(self) -> str:
+        """The last 5,000 characters of the log (for assertion messages)."""
+        return self.full_log()[-5000:]
+
+    def full_log(self) -> str:
+        """The whole log, every start of the switch included."""
         try:
-            return self.log_path.read_text(errors="replace")[-5000:]
+            return self.log_path.read_text(errors="replace")
         except OSError:
             return ""
 

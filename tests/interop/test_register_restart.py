@@ -33,7 +33,7 @@ def sipp_common(scenario: str, port: int, switch_port: int) -> list[str]:
 def wait_for_log(switch: Switch, text: str, timeout: float) -> bool:
     """Whether `text` shows in the switch's log within `timeout` seconds."""
     deadline = time.monotonic() + timeout
-    while text not in switch.log():
+    while text not in switch.full_log():
         if time.monotonic() > deadline:
             return False
         time.sleep(0.05)
