@@ -191,6 +191,8 @@ def _failure_answers(errors: str) -> dict[str, int]:
             key = answer.group(1)
         elif "retransmission" in event.lower():
             key = "retransmissions exhausted"
+        elif "unexpected BYE" in event:
+            key = "BYE"  # the switch ended the call: its callee had hung up
         elif "unexpected message" in event:
             key = "unexpected request"
         else:
@@ -232,6 +234,7 @@ def run(calls: int, rate: float, loss: float, workdir: Path, t1: float = 0.5, id
         elapsed = time.monotonic() - started
         ok, failed = _final_counts((workdir / "uac.out").read_text(errors="replace"))
         errors = "".join(p.read_text(errors="replace") for p in workdir.glob("*uac*_errors.log"))
+        callee_errors = "".join(p.read_text(errors="replace") for p in workdir.glob("*uas*_errors.log"))
         # No call hangs: the switch's calls, legs, dialogs and transactions all end.
         deadline = time.monotonic() + idle_timeout
         gauges = ns.metrics()
@@ -247,6 +250,11 @@ def run(calls: int, rate: float, loss: float, workdir: Path, t1: float = 0.5, id
         "datagrams": seen, "datagrams_dropped": dropped,
         "loss_measured_percent": round(100.0 * dropped / max(seen, 1), 1),
         "failures": _failure_answers(errors),
+        # SIPp's callee gives up on a call when an ACK reaches it between a
+        # retransmitted INVITE and the 200 it sends again for it (it takes the
+        # ACK as unexpected), and sends BYE: the switch ends the call towards
+        # the caller, which the caller counts as failed ("BYE" above).
+        "callee_aborted": callee_errors.count("Aborting call on unexpected message"),
         "after": {g: gauges.get(g) for g in IDLE_GAUGES},
         "retransmissions_sent": gauges.get('phpvoip_retransmissions_total{direction="sent"}'),
         "retransmissions_received": gauges.get('phpvoip_retransmissions_total{direction="received"}'),

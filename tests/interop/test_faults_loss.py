@@ -42,8 +42,12 @@ def test_calls_complete_over_a_link_losing_20_percent(lossy_namespace_possible, 
     assert figures["completed"] >= 198, detail
     # A call that failed got a SIP answer, or its caller gave up after its own
     # retransmissions (RFC Timer B: 1 in ~3,000 calls when every try and its
-    # answer cross two 20 % hops); none waited forever, and SIPp ended by itself.
-    assert all(key.isdigit() or key == "retransmissions exhausted" for key in figures["failures"]), detail
+    # answer cross two 20 % hops), or the switch ended it with BYE because the
+    # SIPp callee gave up on it (a SIPp race on a retransmitted INVITE, see
+    # bench/loss.py); none waited forever, and SIPp ended by itself.
+    allowed = ("retransmissions exhausted", "BYE")
+    assert all(key.isdigit() or key in allowed for key in figures["failures"]), detail
+    assert figures["failures"].get("BYE", 0) <= figures["callee_aborted"], detail
     assert sum(figures["failures"].values()) >= figures["failed"], detail
     assert figures["uac_exit"] in (0, 1), detail  # 1: some calls failed
     assert all(value == 0 for value in figures["after"].values()), detail
