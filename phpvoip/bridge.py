@@ -109,6 +109,7 @@ class Bridge(Rebridging, MediaCrossings, StateMachine):
             "hangup": "_hang_up_rebridging",
             "too_long": "_too_long",
             "ring_timeout": "_joining_not_answered",
+            "stop_joining": "_joining_withdrawn",
             "rebridge": "_cannot_rebridge",
         },
         B.ENDED: {
@@ -241,8 +242,9 @@ class Bridge(Rebridging, MediaCrossings, StateMachine):
         """Join `keep` (one of the two parties) to `joining` (an outbound leg not
         dialled yet) instead of the other party. Fires with `joining` once it has
         answered and the other party is hung up; fails with `RebridgeFailed` when
-        it does not answer (the call then stays as it was). `on_progress(status,
-        reason)` hears the new leg's provisional responses."""
+        it does not answer (the call then stays as it was), or with 487 when the
+        Deferred is cancelled while the new leg rings (it is CANCELled).
+        `on_progress(status, reason)` hears the new leg's provisional responses."""
         return self._event("rebridge", keep, joining, by, module, ring_timeout, on_progress)
 
     def other(self, leg: Any) -> Any:

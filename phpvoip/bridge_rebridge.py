@@ -95,7 +95,7 @@ class Rebridging:
         self._joined_sides[joining] = self.side_of(leaving)
         self._join_info = (by, module)
         self._on_join_progress = on_progress
-        self._rebridged = d = defer.Deferred()
+        self._rebridged = d = defer.Deferred(canceller=self._withdraw_joining)
         joining.listener = self
         # The new party is offered what the kept party last offered or answered,
         # as a fresh, un-held session (its hold may have been for the old party).
@@ -214,10 +214,24 @@ class Rebridging:
 
     def _joining_not_answered(self) -> None:
         self._join_timer = None
+        self._give_up_joining(480, "No Answer")
+
+    def _withdraw_joining(self, d: defer.Deferred) -> None:
+        """Whoever asked for the re-bridge cancelled it (a queue's caller pressed
+        the exit digit while an agent rang). Only while it is still dialling; the
+        Deferred then fails as the ring timeout's does, with 487."""
+        if d is self._rebridged:
+            self._event("stop_joining")
+
+    def _joining_withdrawn(self) -> None:
+        self._give_up_joining(487, "Request Terminated")
+
+    def _give_up_joining(self, status: int, reason: str) -> None:
+        """Stop dialling the new party (CANCEL); the call goes back to how it was."""
         joining = self.joining
         joining.listener = None
-        joining.hangup(Cause(480, "No Answer", "local"))
-        self._joining_failed(joining, 480, "No Answer")
+        joining.hangup(Cause(status, reason, "local"))
+        self._joining_failed(joining, status, reason)
 
     def _kept_ended(self, leg: Any, cause: Cause) -> None:
         joining, leaving = self.joining, self.leaving

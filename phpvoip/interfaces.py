@@ -431,7 +431,8 @@ class IAppCall(Interface):
         (status, reason)) when none answered within `ring_timeout` seconds (480
         "No Answer", the bridge's ring timeout; the call's ring_timeout when None)
         or all refused (a number no module takes: 404): the caller stays with the
-        application, which may go on."""
+        application, which may go on. Cancelling the Deferred while they ring
+        stops the ringing (CANCEL): it fails with 487 "Request Terminated"."""
 
     def hangup(cause=None):
         """End the call (BYE, or a refusal with the cause's status when not yet

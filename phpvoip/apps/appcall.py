@@ -118,9 +118,9 @@ class AppCall(MediaLeg):
 
     # -- bookkeeping ------------------------------------------------------------------------
 
-    def _new(self) -> defer.Deferred:
+    def _new(self, canceller: Any = None) -> defer.Deferred:
         """A Deferred that fails with CallGone if the call ends before it fires."""
-        d: defer.Deferred = defer.Deferred()
+        d: defer.Deferred = defer.Deferred(canceller)
         if self.done:
             d.errback(CallGone(self._cause()))
             return d
@@ -394,7 +394,9 @@ class AppCall(MediaLeg):
         keep = self._caller_leg()
         if keep is None:
             return self._gone()
-        mine = self._new()
+        attempt = BridgeAttempt(self.app.engine, self.id, keep, numbers, ring_timeout)
+        # Cancelling stops the ringing: the attempt fails (487) and the caller stays.
+        mine = self._new(lambda _: attempt.cancel())
         started_ringback = self._ringback()
         self._leaving = True
 
@@ -406,7 +408,7 @@ class AppCall(MediaLeg):
             if not mine.called:
                 mine.callback(result) if not isinstance(result, Failure) else mine.errback(result)
 
-        BridgeAttempt(self.app.engine, self.id, keep, numbers, ring_timeout).start().addBoth(outcome)
+        attempt.start().addBoth(outcome)
         return mine
 
     def _ringback(self) -> defer.Deferred | None:

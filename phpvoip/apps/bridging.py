@@ -17,17 +17,19 @@ from twisted.internet import defer
 from twisted.python.failure import Failure
 
 from phpvoip.bridge_rebridge import RebridgeFailed
+from phpvoip.interfaces import Cause
 from phpvoip.legs.fork import ForkLeg, best_failure
 
-__all__ = ["BridgeAttempt", "NO_ANSWER"]
+__all__ = ["BridgeAttempt", "NO_ANSWER", "TERMINATED"]
 
 NO_ANSWER = (480, "No Answer")  # what the bridge's ring timer ends a ringing leg with
+TERMINATED = (487, "Request Terminated")  # what a cancelled attempt ends them with
 
 
 class BridgeAttempt:
     """One `bridge()` of an application's call `call_id`, keeping the party `keep`."""
 
-    __slots__ = ("engine", "call_id", "keep", "numbers", "ring_timeout", "failures")
+    __slots__ = ("engine", "call_id", "keep", "numbers", "ring_timeout", "failures", "ringing", "cancelled")
 
     def __init__(self, engine: Any, call_id: str, keep: Any, numbers: str | list[str],
                  ring_timeout: float | None) -> None:
@@ -37,6 +39,8 @@ class BridgeAttempt:
         self.numbers = [numbers] if isinstance(numbers, str) else [str(n) for n in numbers]
         self.ring_timeout = ring_timeout
         self.failures: dict[str, tuple[int, str]] = {}
+        self.ringing: defer.Deferred | None = None  # the engine's transfer or re-bridge
+        self.cancelled = False
 
     def start(self) -> defer.Deferred:
         """Fires with the number that answered; fails with `RebridgeFailed`."""
@@ -48,10 +52,20 @@ class BridgeAttempt:
                  for n in self.numbers]
         return defer.gatherResults(found).addCallback(self._ring_all)
 
+    def cancel(self) -> None:
+        """Stop ringing: the numbers ringing are CANCELled and the attempt fails
+        with 487; numbers still being routed are never dialled."""
+        self.cancelled = True
+        if self.ringing is not None:
+            self.ringing.cancel()  # a no-op once it has fired
+
     def _one(self, number: str) -> defer.Deferred:
-        d = self.engine.transfer(self.call_id, self.keep, number, by="app", ring_timeout=self.ring_timeout)
+        d = self.ringing = self.engine.transfer(self.call_id, self.keep, number, by="app",
+                                                ring_timeout=self.ring_timeout)
 
         def failed(failure: Failure) -> None:
+            if failure.check(defer.CancelledError):  # cancelled while still being routed
+                raise RebridgeFailed(*TERMINATED, {number: TERMINATED})
             failure.trap(RebridgeFailed)
             e = failure.value
             raise RebridgeFailed(e.status, e.reason, {number: (e.status, e.reason)})
@@ -69,9 +83,14 @@ class BridgeAttempt:
             status, reason = best_failure(list(self.failures.values()))
             return defer.fail(RebridgeFailed(status, reason, self.failures))
         numbers = [number for number, _ in legs]
+        if self.cancelled:
+            for _, (leg, _) in legs:
+                leg.hangup(Cause(*TERMINATED, "local"))
+            self.failures.update((number, TERMINATED) for number in numbers)
+            return defer.fail(RebridgeFailed(*TERMINATED, self.failures))
         modules = {module for _, (_, module) in legs}
         fork = ForkLeg([leg for _, (leg, _) in legs], label="app")
-        d = self.engine.rebridge(self.call_id, self.keep, fork, by="app",
+        d = self.ringing = self.engine.rebridge(self.call_id, self.keep, fork, by="app",
                                  module=modules.pop() if len(modules) == 1 else "",
                                  ring_timeout=self.ring_timeout)
 

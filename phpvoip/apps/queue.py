@@ -3,7 +3,8 @@ calls in the order a strategy says, and each agent's state comes from its calls.
 
 A caller dialling the queue's `number` is answered, hears the welcome and music
 on hold, every `announce_frequency` seconds its position and estimated wait, and
-may press `exit_digit` to go to `exit_to`. The first waiting caller is offered
+may press `exit_digit` to go to `exit_to` (at any time: agents ringing for it
+are CANCELled, and not counted as missing it). The first waiting caller is offered
 to the agents the strategy picks (`IAppCall.bridge`: the caller keeps hearing
 the music while they ring); the next callers are offered to the agents left.
 
@@ -62,13 +63,14 @@ def _leave_hint(digit: str) -> list[str]:
 class _Caller:
     """One caller waiting: its call, when it joined, the offer ringing for it."""
 
-    __slots__ = ("call", "joined", "offering", "pending", "outcome", "gone", "wait_timer", "announce_timer",
-                 "finished")
+    __slots__ = ("call", "joined", "offering", "ringing", "pending", "outcome", "gone", "wait_timer",
+                 "announce_timer", "finished")
 
     def __init__(self, call: Any, joined: float) -> None:
         self.call = call
         self.joined = joined
         self.offering: list[Agent] | None = None
+        self.ringing: defer.Deferred | None = None  # the offer's bridge(), cancelled by the exit digit
         self.pending = ""  # "exit" / "timeout" / "empty" asked while an offer rang
         self.outcome = ""
         self.gone = False
@@ -290,12 +292,12 @@ class QueueLogic:
         log.debug("queue {queue}: call {callID} offered to {agents}", queue=self.name, callID=entry.call.id,
                   agents=numbers)
         # A call that fails at once must still settle the offer: no agent stays "ringing".
-        d = defer.maybeDeferred(entry.call.bridge, numbers, ring_timeout=timeout)
+        d = entry.ringing = defer.maybeDeferred(entry.call.bridge, numbers, ring_timeout=timeout)
         d.addCallbacks(self._offer_answered, self._offer_failed, callbackArgs=(entry,), errbackArgs=(entry,))
 
     def _offer_answered(self, number: str, entry: _Caller) -> None:
         now = self.clock.seconds()
-        agents, entry.offering = entry.offering or [], None
+        agents, entry.offering, entry.ringing = entry.offering or [], None, None
         for agent in agents:
             if agent.number == number:
                 agent.offer_answered(entry.call.id, now)
@@ -307,11 +309,14 @@ class QueueLogic:
 
     def _offer_failed(self, failure: Failure, entry: _Caller) -> None:
         now = self.clock.seconds()
-        agents, entry.offering = entry.offering or [], None
-        if failure.check(CallGone) or entry.gone:
+        agents, entry.offering, entry.ringing = entry.offering or [], None, None
+        # Gone, or left by the exit digit while they rang: the agents missed nothing.
+        if failure.check(CallGone) or entry.gone or entry.pending == "exit":
             for agent in agents:
                 agent.offer_withdrawn()
-            if not entry.outcome:
+            if entry.pending == "exit" and not entry.gone:
+                self._send_away(entry, "exit")
+            elif not entry.outcome:
                 self._leave(entry, "abandoned")
             entry.finish()
             self.dispatch()
@@ -418,7 +423,10 @@ class QueueLogic:
         if digit != self.settings.exit_digit or entry.outcome:
             return
         if entry.offering is not None:
-            entry.pending = "exit"  # acted on if the ringing agents do not answer
+            # Stop the ringing (CANCEL to the agents); the caller leaves as it fails.
+            entry.pending = "exit"
+            if entry.ringing is not None:
+                entry.ringing.cancel()
         else:
             self._send_away(entry, "exit")
 

@@ -99,10 +99,11 @@ async def call_queue(sipp, service, peers, calls: int, scenario: str = "queue_ua
     assert await caller.wait() == 0, caller.output
 
 
-def offered(tmp_path: Path, agent: str) -> int:
-    """How many INVITEs agent `agent`'s phone logged (its -trace_logs file)."""
+def offered(tmp_path: Path, agent: str, what: str = "OFFERED") -> int:
+    """How many INVITEs (or, with what="CANCELLED", CANCELs) agent `agent`'s phone
+    logged (its -trace_logs file)."""
     text = "".join(p.read_text(errors="replace") for p in tmp_path.glob("phone_register_wait_*_logs.log"))
-    return len(re.findall(rf"OFFERED {agent}\b", text))
+    return len(re.findall(rf"{what} {agent}\b", text))
 
 
 ANSWERING = {a: "queue_agent_answer.xml" for a in AGENTS}
@@ -247,6 +248,24 @@ async def test_exit_digit_takes_the_caller_to_exit_to(reactor, sipp, switch, pee
     stats = queue.queue_stats()[0]
     assert (stats["exited"], stats["abandoned"], stats["answered"]) == (1, 0, 0)
     assert offered(tmp_path, "1002") == 1
+    assert service.engine.records[-1].transfers == ["1002"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_exit_digit_while_an_agent_rings(reactor, sipp, switch, peers, tmp_path):
+    """Agent 1001 rings (ring timeout 10 s) when the caller presses 0 after half a
+    second: 1001 gets CANCEL at once, is not counted as missing the call, and the
+    caller reaches exit_to (1002) without waiting out the ring."""
+    service, log, queue = await start(reactor, sipp, switch, peers, (
+        "    agents: ['1001']\n    ring_timeout: 10\n    exit_digit: '0'\n    exit_to: '1002'\n"),
+        {"1001": "queue_agent_silent.xml", "1002": "queue_agent_answer.xml"})
+    await call_queue(sipp, service, peers, 1, "queue_uac_exit.xml", "-d", "500")
+    [left] = log.left()
+    assert left.outcome == "exit" and 0.4 <= left.waited < 3.0
+    assert await until(reactor, lambda: offered(tmp_path, "1001", "CANCELLED") == 1)
+    assert offered(tmp_path, "1001") == 1 and offered(tmp_path, "1002") == 1
+    row = {r["agent"]: r for r in queue.agent_stats()}["1001"]
+    assert (row["missed"], row["state"]) == (0, "available")
     assert service.engine.records[-1].transfers == ["1002"]
 
 

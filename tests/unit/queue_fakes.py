@@ -37,6 +37,7 @@ class FakeCall:
         self.transferred: list[str] = []
         self.hung_up: list[Cause | None] = []
         self.digit_callbacks: list[Any] = []
+        self.cancelled: list[Any] = []  # the numbers of bridges the queue cancelled
 
     def answer(self) -> defer.Deferred:
         self.answered = True
@@ -50,7 +51,14 @@ class FakeCall:
         self.holds += 1
 
     def bridge(self, numbers: Any, ring_timeout: float | None = None) -> defer.Deferred:
-        d: defer.Deferred = defer.Deferred()
+        def stop_ringing(d: defer.Deferred) -> None:
+            # As AppCall does: the ringing numbers are CANCELled, the bridge fails 487.
+            rung = [numbers] if isinstance(numbers, str) else numbers
+            self.cancelled.append(numbers)
+            terminated = (487, "Request Terminated")
+            d.errback(BridgeRefused(*terminated, {n: terminated for n in rung}))
+
+        d: defer.Deferred = defer.Deferred(stop_ringing)
         self.bridges.append((numbers, ring_timeout, d))
         return d
 

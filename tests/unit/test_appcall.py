@@ -369,6 +369,33 @@ def test_bridge_a_list_all_failing_names_each_numbers_failure():
     assert app.calls  # the caller is still the application's
 
 
+@pytest.mark.parametrize("numbers", ["201", ["201", "202"]])
+def test_cancelling_a_bridge_stops_the_ringing_and_the_call_stays(numbers):
+    """An app (a queue whose caller pressed the exit digit) cancels its bridge():
+    every number ringing is CANCELled, the bridge fails 487 and the app goes on."""
+    got = []
+    attempts = []
+
+    async def script(call):
+        await call.answer()
+        attempts.append(call.bridge(numbers, ring_timeout=30))
+        try:
+            await attempts[0]
+        except RebridgeFailed as e:
+            got.append((e.status, e.failures))
+        got.append(await call.collect(timeout=3))
+
+    engine, transport, reactor, app, phones, ok, port = dial(script)
+    rung = [numbers] if isinstance(numbers, str) else numbers
+    assert set(phones.rung) == set(rung)
+    reactor.advance(2)
+    attempts[0].cancel()
+    assert got == [(487, {n: (487, "Request Terminated") for n in rung})]
+    assert all(phones.rung[n].terminated for n in rung)
+    press(port, "7")
+    assert got[-1] == "7"
+
+
 def test_originate_with_an_app_runs_it_when_the_callee_answers():
     """originate(from, to, app): the app calls `to` showing `from`; run() gets the call once `to` answers."""
     got = []

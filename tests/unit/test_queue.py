@@ -261,6 +261,24 @@ def test_exit_digit_goes_to_exit_to():
     assert call.transferred == ["800"] and logic.queue_stats()[0]["exited"] == 1
 
 
+def test_exit_digit_while_an_agent_rings_cancels_the_offer():
+    """The exit digit acts at once, even while an agent rings: the ringing stops
+    (the bridge is cancelled), the agent is not counted as missing the call and
+    stays available, and the caller goes to exit_to."""
+    clock, logic, events, switch = make_queue(agents=["1001"], exit_digit="0", exit_to="800")
+    call = join(logic, switch)
+    [(numbers, _, ringing)] = call.bridges
+    assert numbers == "1001" and logic.agent_stats()[0]["state"] == "ringing"
+    call.press("0")
+    assert call.cancelled == ["1001"] and ringing.called
+    assert call.transferred == ["800"] and logic.queue_stats()[0]["exited"] == 1
+    row = logic.agent_stats()[0]
+    assert (row["missed"], row["state"]) == (0, "available")
+    # The next caller is offered to the same agent at once.
+    second = join(logic, switch, "2002")
+    assert [n for n, _, _ in second.bridges] == ["1001"]
+
+
 def test_announcements_of_position_and_wait():
     """Every announce_frequency s each caller hears its position, and the estimated
     wait once callers have been answered."""

@@ -179,6 +179,30 @@ def test_new_party_that_never_answers():
     assert bridge.state is BridgeState.ANSWERED and not ended
 
 
+def test_cancelling_the_rebridge_stops_the_new_party_ringing():
+    """Whoever asked may cancel while the new party rings: it is CANCELled (487),
+    the Deferred fails with 487 and the call is as it was; no ring timer is left."""
+    clock = Clock()
+    bridge, a, b, observer, ended = answered_call(clock, ring_timeout=20)
+    c = Party(SDP_C)
+    failures: list = []
+    d = bridge.rebridge(a.bridge_side, c.bridge_side)
+    d.addErrback(lambda f: failures.append((f.value.status, f.value.reason)))
+    assert c.rung == [c.phone]
+    d.cancel()
+    assert failures == [(487, "Request Terminated")]
+    assert c.heard.events == [("failed", 487, "Request Terminated")]
+    assert bridge.state is BridgeState.ANSWERED and bridge.parties == [a.bridge_side, b.bridge_side]
+    assert b.heard.events == [] and not ended
+    assert [call.args for call in clock.getDelayedCalls()] == [("too_long",)]  # the ring timer went
+    # A cancel after the re-bridge is over changes nothing.
+    e = Party(SDP_C)
+    joined = bridge.rebridge(a.bridge_side, e.bridge_side)
+    e.answer()
+    joined.cancel()
+    assert bridge.parties == [a.bridge_side, e.bridge_side] and bridge.state is BridgeState.ANSWERED
+
+
 def test_rebridge_refused_outside_an_answered_call():
     """Before answer, during another re-bridge, or after the end, re-bridging fails."""
     clock = Clock()
