@@ -78,6 +78,10 @@ class _Recording:
 
 
 @implementer(IAppCall)
+
+def _quiet_call_gone(failure: Failure) -> None:
+    failure.trap(CallGone)
+
 class AppCall(MediaLeg):
     """The application's call: built by `phpvoip.apps.base.Application`, handed
     to its ``run(call)``. `outgoing` for a call the application placed."""
@@ -444,6 +448,10 @@ class AppCall(MediaLeg):
         for d in list(self._pending):
             if not d.called:
                 d.errback(gone)
+                if isinstance(d.result, Failure):
+                    # Nobody waited on it (a play() not awaited while the app
+                    # collects): settled quietly, not an "Unhandled error".
+                    d.addErrback(_quiet_call_gone)
         self._pending.clear()
         self._digit_callbacks.clear()
         super().finish(cause)  # closes the endpoint and its recording

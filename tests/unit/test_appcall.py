@@ -7,10 +7,12 @@ pairs the test answers or refuses by hand.
 
 from __future__ import annotations
 
+import gc
 import itertools
 
 import pytest
 from twisted.internet import defer
+from twisted.logger import globalLogPublisher
 from zope.interface.verify import verifyObject
 
 from phpvoip.apps.base import AppCall, Application, AppSettings, CallGone
@@ -247,6 +249,41 @@ def test_caller_hangup_fails_pending_with_call_gone_and_leaves_nothing():
     assert app.stats()["failed"] == 0
     idle(engine, reactor, app)
     assert not [c for c in reactor.getDelayedCalls() if c.active() and c.getTime() > reactor.seconds() + 1]
+
+
+def test_a_play_nobody_awaits_ends_quietly_with_the_call():
+    """play() not awaited while the app collects: on the caller's BYE the awaited
+    collect fails with CallGone, and the forgotten play settles without an
+    "Unhandled error in Deferred" in the log."""
+    seen = []
+    logged = []
+    plays = []
+
+    async def script(call):
+        await call.answer()
+        plays.append(call.play(tone((425.0,), 5.0), interruptible=False))
+        try:
+            await call.collect(timeout=30)
+        except CallGone as e:
+            seen.append(e)
+            raise
+
+    def observe(event):
+        if event.get("isError") or "Unhandled" in str(event.get("log_format", "")):
+            logged.append(event)
+
+    globalLogPublisher.addObserver(observe)
+    try:
+        engine, transport, reactor, app, phones, ok, port = dial(script)
+        reactor.advance(0.1)
+        assert not plays[0].called
+        deliver(engine, caller_request("BYE", ok, 2, "z9hG4bKbye"))
+        assert isinstance(seen[0], CallGone) and plays[0].called
+        del plays[:]
+        gc.collect()
+    finally:
+        globalLogPublisher.removeObserver(observe)
+    assert logged == []
 
 
 def test_exception_in_run_hangs_up_with_500():
