@@ -77,11 +77,11 @@ class _Recording:
         self.last_voice = now
 
 
-@implementer(IAppCall)
-
 def _quiet_call_gone(failure: Failure) -> None:
     failure.trap(CallGone)
 
+
+@implementer(IAppCall)
 class AppCall(MediaLeg):
     """The application's call: built by `phpvoip.apps.base.Application`, handed
     to its ``run(call)``. `outgoing` for a call the application placed."""
