@@ -29,6 +29,7 @@ from phpvoip.apps.attendant_config import (
     MAIN,
     Action,
     AttendantSettings,
+    DirectDial,
     Menu,
     parse_settings,
 )
@@ -88,7 +89,7 @@ class _Walk:
         announce = menu.greeting
         silences = wrong = 0
         while True:
-            if not menu.options and not self.settings.direct_dial.enabled:
+            if not menu.options and not self._direct_dial(menu).enabled:
                 await self.say(menu.greeting)  # nothing to choose (the built-in closed menu)
                 await self.goodbye()
                 return
@@ -141,6 +142,9 @@ class _Walk:
                 self.call.flush_digits()  # keys pressed while it rang choose nothing
                 announce = prompts["unavailable"] + menu.greeting
 
+    def _direct_dial(self, menu: Menu) -> DirectDial:
+        return self.settings.direct_dial if menu.direct_dial is None else menu.direct_dial
+
     def enter(self, menu: Menu) -> None:
         self.menu = menu.name
         self.attendant.count("menu:" + menu.name)
@@ -149,7 +153,7 @@ class _Walk:
         """Play `announce` (a key stops it) and take the caller's choice:
         ``("option", digit)``, ``("number", digits)`` to dial directly, `_NO_INPUT`
         or `_INVALID`."""
-        call, direct = self.call, self.settings.direct_dial
+        call, direct = self.call, self._direct_dial(menu)
         gap = self.settings.inter_digit_timeout
         if announce:
             await call.play(list(announce), interruptible=True)

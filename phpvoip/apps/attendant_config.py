@@ -40,7 +40,8 @@ KINDS = {
     "repeat": "play this menu again",
     "hangup": "say goodbye and hang up",
 }
-_MENU_KEYS = ("greeting", "options", "timeout", "retries", "timeout_retries", "invalid_retries")
+_MENU_KEYS = ("greeting", "options", "timeout", "retries", "timeout_retries", "invalid_retries",
+              "direct_dial", "direct_dial_max")
 
 Prompt = tuple[str, ...]
 
@@ -66,6 +67,7 @@ class Menu:
     timeout: float = 10.0
     timeout_retries: int = 3
     invalid_retries: int = 3
+    direct_dial: DirectDial | None = None  # None: the attendant's
 
 
 @dataclass(frozen=True)
@@ -194,6 +196,7 @@ def _action(section: Section, key: str, value: Any) -> Action:
 
 
 def _menu(section: Section, name: str, defaults: dict[str, Any], short: bool) -> Menu:
+    direct: DirectDial | None = None
     if short:
         options_section, greeting = section, defaults["greeting"]
         timeout = defaults["timeout"]
@@ -209,6 +212,7 @@ def _menu(section: Section, name: str, defaults: dict[str, Any], short: bool) ->
                                           minimum=1)
         invalid_retries = section.integer("invalid_retries", retries if own else defaults["invalid_retries"],
                                           minimum=1)
+        direct = _menu_direct_dial(section)
         section.check_unknown()
     options: dict[str, Action] = {}
     for key, value in options_section.data.items():
@@ -217,7 +221,20 @@ def _menu(section: Section, name: str, defaults: dict[str, Any], short: bool) ->
         if len(digit) != 1 or digit not in KEYS:
             raise options_section.error(digit, "an option is one key of a phone: 0-9, * or #")
         options[digit] = _action(options_section, digit, value)
-    return Menu(name, greeting, options, timeout, timeout_retries, invalid_retries)
+    return Menu(name, greeting, options, timeout, timeout_retries, invalid_retries, direct)
+
+
+def _menu_direct_dial(section: Section) -> DirectDial | None:
+    """A menu's own `direct_dial`: patterns as the attendant's, or false (or [])
+    for none in this menu; absent, the attendant's apply."""
+    if not section.has("direct_dial"):
+        return None
+    value = section.raw("direct_dial")
+    if value is False or value == []:
+        return DirectDial()
+    if value is True:
+        raise section.error("direct_dial", "patterns (as the attendant's), or false for none in this menu")
+    return _direct_dial(section)
 
 
 def _is_short(data: Any) -> bool:
@@ -282,7 +299,7 @@ def parse_settings(section: Section) -> AttendantSettings:
                 raise hours_section.error("closed_menu", f"no menu {closed_menu!r} under menus "
                                                         f"(there are: {', '.join(menus)})")
             # The built-in out-of-hours menu: say so and say goodbye.
-            menus[CLOSED] = Menu(CLOSED, ("closed",), {}, timeout, 1, 1)
+            menus[CLOSED] = Menu(CLOSED, ("closed",), {}, timeout, 1, 1, DirectDial())
     settings = AttendantSettings(
         **app_settings(section),
         menus=menus,

@@ -226,6 +226,34 @@ def test_direct_dial_by_regex_waits_for_the_last_digit() -> None:
     assert call.entries("bridge")[0][1:] == ("2345", pytest.approx(0.2 + 1.0 + 1.0))
 
 
+def test_a_menu_may_turn_direct_dial_off_or_have_its_own() -> None:
+    """Direct dial is the attendant's in every menu unless a menu sets its own:
+    `direct_dial: false` makes 1 act at once as an option; "2XX" dials 201."""
+    menus = {"plain": {"greeting": "menu", "options": {"1": "1001"}, "direct_dial": False},
+             "sales": {"greeting": "menu", "options": {"1": "1001"}, "direct_dial": "2XX"}}
+    app = attendant(direct_dial="1XXX", inter_digit_timeout=1.5, menus=menus,
+                    menu={"greeting": "greeting",
+                          "options": {"5": {"menu": "plain"}, "6": {"menu": "sales"}}})
+    call, d = start(app)
+    call.press_at(0.5, "5")
+    call.press_at(1.0, "1")  # in "plain": an option at once, no wait for more digits
+    run(app, 5)
+    assert call.entries("bridge")[0][1:] == ("1001", pytest.approx(1.0 + 1.0))
+    call, d = start(app, reachable=("201",))
+    started = app.reactor.seconds()
+    call.press_at(started + 0.5, "6")
+    call.press_at(started + 1.0, "201")
+    run(app, 5)
+    assert call.entries("bridge")[0][1:] == ("201", pytest.approx(started + 1.0 + 1.0))
+    # The built-in out-of-hours menu never dials directly, even when the attendant does.
+    app = attendant(now=SUNDAY_NOON, direct_dial="1XXX", operator="1001",
+                    hours={"open": {"mon-fri": "09:00-17:00"}})
+    call, d = start(app)
+    call.press_at(0.3, "1002")
+    run(app, 10)
+    assert not bridges(call) and plays(call) == [("closed",), ("goodbye",)]
+
+
 def test_caller_hanging_up_in_the_menu_is_abandoned() -> None:
     """The caller leaves during the greeting: the walk ends quietly, counted as abandoned."""
     app = attendant()
