@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from twisted.internet import defer
+from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
@@ -86,6 +87,12 @@ def _inband(digits: str, duration_ms: int) -> bytes:
         out.append(tone((_ROWS[row], _COLUMNS[column]), duration_ms / 1000, level_dbfs=-10))
         out.append(silence(0.06))
     return b"".join(out)
+
+
+def _sendable(host: str | None) -> bool:
+    """Whether the SDP's connection address is one to send to: an IP address (a
+    name would be looked up on every datagram), not the RFC 3264 hold 0.0.0.0."""
+    return host is not None and host != "0.0.0.0" and (isIPAddress(host) or isIPv6Address(host))
 
 
 class _Player:
@@ -179,6 +186,11 @@ class RtpEndpoint:
         self._socket = _EndpointSocket(self)
         self._port = self._listen(ports)
         self.port: int = self._port.getHost().port
+        # Straight on the socket: udp.Port.write parses the address three times per
+        # datagram. Remote addresses are checked once, where they are set.
+        socket = getattr(self._port, "socket", None)
+        self._sendto: Callable[[bytes, tuple[str, int]], object] = (
+            socket.sendto if socket is not None else self._port.write)
         self._dtmf_in = DtmfReceiver(reactor, self._digit, end_timeout=dtmf_timeout)
         # what was agreed
         self.codec: str | None = None  # "PCMU" or "PCMA"
@@ -207,6 +219,7 @@ class RtpEndpoint:
         self._closed = False
         self.packets_in = self.bytes_in = self.packets_out = self.bytes_out = 0
         self.ignored_in = self.digits_in = self.digits_out = 0
+        self.send_errors = 0  # datagrams the kernel refused (a full buffer, an ICMP error)
 
     # -- the socket ---------------------------------------------------------------------
 
@@ -280,7 +293,7 @@ class RtpEndpoint:
             (c.payload_type, c.name.upper()) for c in mapped if c.name.upper() in _CODECS
         )
         host = media.connection
-        self.remote = None if host in (None, "0.0.0.0") or media.port == 0 else (host, media.port)
+        self.remote = None if not _sendable(host) or media.port == 0 else (host, media.port)
         self._latched = False
         mine, theirs = ours.media[index].direction, media.direction
         self._receiving = mine in ("sendrecv", "recvonly") and theirs in ("sendrecv", "sendonly")
@@ -505,4 +518,7 @@ class RtpEndpoint:
         self.bytes_out += len(payload)
         assert self.remote is not None
         packet = build_rtp(payload_type, sequence, timestamp, self.ssrc, payload, marker)
-        self._port.write(packet, self.remote)
+        try:
+            self._sendto(packet, self.remote)
+        except OSError:
+            self.send_errors += 1

@@ -220,6 +220,48 @@ def test_hold_stops_sending_and_unhold_resumes():
     assert len(port.written) == 4 and port.packets()[2].marker
 
 
+def test_a_named_host_in_the_sdp_is_not_sent_to():
+    """c=IN IP4 with a host name: not sent to (a socket's sendto would look the name
+    up on every datagram); nothing is sent until an address is known."""
+    reactor = FakeReactor()
+    endpoint = RtpEndpoint(reactor, "127.0.0.1", (31000, 31001))
+    endpoint.answer(offer_sdp().replace(b"c=IN IP4 127.0.0.1", b"c=IN IP4 phone.example.com"))
+    port = reactor.ports[endpoint.port]
+    reactor.run(0.1)
+    assert endpoint.remote is None and port.written == []
+
+
+class _RefusingSocket:
+    """A socket whose kernel refuses every datagram (ECONNREFUSED from an ICMP error)."""
+
+    def __init__(self) -> None:
+        self.tries = 0
+
+    def sendto(self, data: bytes, addr: tuple) -> int:
+        self.tries += 1
+        raise ConnectionRefusedError(111, "Connection refused")
+
+
+def test_datagrams_go_straight_to_the_socket_and_its_errors_are_counted():
+    """A port with a socket (Twisted's udp.Port) is sent on with sendto; a refused
+    datagram is counted in send_errors and the stream goes on."""
+    reactor = FakeReactor()
+    refusing = _RefusingSocket()
+    real_listen = reactor.listenUDP
+
+    def listen(port, protocol, interface="", maxPacketSize=0):
+        bound = real_listen(port, protocol, interface, maxPacketSize)
+        bound.socket = refusing
+        return bound
+
+    reactor.listenUDP = listen
+    endpoint = RtpEndpoint(reactor, "127.0.0.1", (31000, 31001))
+    endpoint.answer(offer_sdp())
+    reactor.run(0.1)
+    assert refusing.tries == endpoint.send_errors == 5
+    assert reactor.ports[endpoint.port].written == []  # not through udp.Port.write
+
+
 def test_playing_a_wav_file_sends_its_samples_then_fires(tmp_path):
     """A μ-law WAV of 2.5 packets goes out as it is (the last packet padded with silence), then None."""
     samples = bytes(range(0x80, 0x80 + 100)) + bytes(range(0x80, 0x80 + 100)) + bytes(range(0x90, 0xE0))
