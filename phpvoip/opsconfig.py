@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from phpvoip.settings import Section
+from phpvoip.settings import ConfigError, Section
 
 __all__ = [
     "CdrSettings",
@@ -110,7 +110,8 @@ class ConsoleSettings:
     """`console:`: the web console (`phpvoip.console`) on `listen`; `users` may log
     in, a session ends after `session_timeout` idle seconds. An address that fails
     `login_attempts` logins within `login_window` seconds waits (1 s, doubling up to
-    `login_max_delay`) before it may try again; /calls shows at most `max_rows` calls."""
+    `login_max_delay`) before it may try again; /calls shows at most `max_rows` calls.
+    Behind `trusted_proxies`, the client is the address they forward."""
 
     listen: ListenSettings
     users: tuple[ConsoleUser, ...]
@@ -120,6 +121,8 @@ class ConsoleSettings:
     login_window: float = 300.0
     login_max_delay: float = 300.0
     max_rows: int = 500
+    # Reverse proxies whose X-Forwarded-For is believed (phpvoip.console.clients).
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
 
 
 def parse_listen(section: Section, name: str, allow_remote: bool) -> ListenSettings:
@@ -222,6 +225,15 @@ def console_settings(top: Section) -> ConsoleSettings | None:
     window = float(section.number("login_window", 300, minimum=1, maximum=86400))
     max_delay = float(section.number("login_max_delay", 300, minimum=1, maximum=86400))
     max_rows = section.integer("max_rows", 500, minimum=1, maximum=100000)
+    proxies = []
+    names = section.strings("trusted_proxies", [])
+    for i, text in enumerate(names):
+        try:
+            proxies.append(ipaddress.ip_network(text, strict=False))
+        except ValueError:
+            key = section.key("trusted_proxies" + (f"[{i}]" if len(names) > 1 else ""))
+            raise ConfigError(section.file, key, f"{text!r} is not an IP address or network "
+                                                 "(e.g. 127.0.0.1, 10.0.0.0/8)") from None
     users_section = section.section("users")
     users: list[ConsoleUser] = []
     for name in users_section.data:
@@ -246,4 +258,5 @@ def console_settings(top: Section) -> ConsoleSettings | None:
     if not users:
         raise section.error("users", "name at least one user (nobody could log in)")
     section.check_unknown()
-    return ConsoleSettings(listen, tuple(users), timeout, allow_remote, attempts, window, max_delay, max_rows)
+    return ConsoleSettings(listen, tuple(users), timeout, allow_remote, attempts, window, max_delay, max_rows,
+                           tuple(proxies))

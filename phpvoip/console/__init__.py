@@ -2,7 +2,8 @@
 ladders and route explanations in a browser, on the switch's own HTTP port.
 
 - `passwords`: PBKDF2 hashes (``python -m phpvoip.console.passwd`` makes one);
-- `auth`: users, sessions, CSRF tokens;
+- `auth`: users, sessions, CSRF tokens; `throttle`: failed logins per address;
+- `clients`: the client's address behind a trusted reverse proxy;
 - `feed`: the call observer that streams Server-Sent Events to the pages;
 - `data`, `records`, `ladder_svg`: what is shown, as dicts, CSV and SVG;
 - `pages`: the HTML; `web`: the twisted.web resources; `static/`: CSS and JS.
@@ -32,7 +33,7 @@ def console_service(settings: ConsoleSettings, service: Any) -> Any:
     feed = ConsoleFeed(service.engine, reactor, settings.max_rows)
     service.engine.add_observer(feed)
     sessions = Sessions(settings, reactor)
-    site = console_site(service, sessions, feed)
+    site = console_site(service, sessions, feed, settings.trusted_proxies)
     child = strports.service(settings.listen.endpoint, site, reactor=reactor)
     child.console_feed = feed  # type: ignore[attr-defined]  # for tests and the manhole
     child.console_sessions = sessions  # type: ignore[attr-defined]

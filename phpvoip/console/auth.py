@@ -119,7 +119,7 @@ class Sessions:
                 self.throttle.succeeded(source)
             else:
                 self.throttle.failed(source)
-            return self._open(user, ok)
+            return self._open(user, ok, source)
 
         def failed(failure: Any) -> Any:
             self.checking -= 1
@@ -127,14 +127,14 @@ class Sessions:
 
         return d.addCallbacks(checked, failed)
 
-    def _open(self, user: str, ok: bool) -> Session | None:
+    def _open(self, user: str, ok: bool, source: str = "") -> Session | None:
         if not ok:
-            log.info("console: login refused for {user!r}", user=user)
+            log.info("console: login refused for {user!r} from {address}", user=user, address=source or "?")
             return None
         self._sweep()
         session = Session(user, self.clock.seconds())
         self.open[session.token] = session
-        log.info("console: {user} logged in", user=user)
+        log.info("console: {user} logged in from {address}", user=user, address=source or "?")
         return session
 
     def find(self, token: str | bytes | None) -> Session | None:

@@ -21,6 +21,7 @@ from twisted.web import resource, server
 from phpvoip import inspect
 from phpvoip.console import pages
 from phpvoip.console.auth import COOKIE, Busy, Session, Sessions, Throttled
+from phpvoip.console.clients import Network, client_of
 from phpvoip.console.data import call_rows, table_dict
 from phpvoip.console.feed import TOPICS, ConsoleFeed, parse_topics
 from phpvoip.console.ladder_svg import ladder_svg
@@ -78,8 +79,10 @@ class ConsoleResource(resource.Resource):
 
     isLeaf = True
 
-    def __init__(self, service: Any, sessions: Sessions, feed: ConsoleFeed) -> None:
+    def __init__(self, service: Any, sessions: Sessions, feed: ConsoleFeed,
+                 proxies: tuple[Network, ...] = ()) -> None:
         super().__init__()
+        self.proxies = proxies  # trusted reverse proxies (`clients`)
         self.service = service
         self.engine = service.engine
         self.sessions = sessions
@@ -145,13 +148,15 @@ class ConsoleResource(resource.Resource):
 
     def login(self, request: Any) -> Any:
         user, password = _arg(request, "username"), _arg(request, "password")
-        d = self.sessions.login(user, password, _source(request))
+        client = client_of(request, self.proxies)
+        d = self.sessions.login(user, password, client.address)
 
         def checked(session: Session | None) -> None:
             if session is None:
                 body = self._html(request, pages.login_page("Wrong user name or password.", user), 401)
             else:
-                request.addCookie(COOKIE, session.token.encode(), path=b"/", httpOnly=True, sameSite="strict")
+                request.addCookie(COOKIE, session.token.encode(), path=b"/", httpOnly=True, sameSite="strict",
+                                  secure=client.secure)
                 request.setResponseCode(303)
                 request.setHeader(b"location", b"/")
                 body = b""
@@ -280,11 +285,6 @@ class ConsoleResource(resource.Resource):
         return server.NOT_DONE_YET
 
 
-def _source(request: Any) -> str:
-    """The client's address, for login throttling ("" when not IP, e.g. a UNIX socket)."""
-    return str(getattr(request.getClientAddress(), "host", ""))
-
-
 def _query_string(query: RecordQuery) -> str:
     """The search as a query string for the CSV link (times as epoch seconds)."""
     pairs = [("number", query.number), ("disposition", query.disposition)]
@@ -318,8 +318,10 @@ class _QuietSite(server.Site):
         return None
 
 
-def console_site(service: Any, sessions: Sessions, feed: ConsoleFeed) -> server.Site:
-    """The console's Site: its clock (idle connection timeouts) is the service's reactor."""
-    site = _QuietSite(_Root(ConsoleResource(service, sessions, feed)), reactor=service.reactor)
+def console_site(service: Any, sessions: Sessions, feed: ConsoleFeed,
+                 proxies: tuple[Network, ...] = ()) -> server.Site:
+    """The console's Site: its clock (idle connection timeouts) is the service's reactor;
+    `proxies` are the reverse proxies whose X-Forwarded-For is believed."""
+    site = _QuietSite(_Root(ConsoleResource(service, sessions, feed, proxies)), reactor=service.reactor)
     site.sessionFactory = None  # type: ignore[assignment]  # ours are in Sessions
     return site

@@ -11,12 +11,13 @@ import pytest
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
-from twisted.logger import globalLogPublisher
+from twisted.logger import formatEvent, globalLogPublisher
 
 from phpvoip.config import ConfigError, load_text
 from phpvoip.console import auth
 from phpvoip.console.feed import FLUSH_INTERVAL
 from phpvoip.console.throttle import LoginThrottle
+from phpvoip.console.web import console_site
 from tests.unit.test_console import PASSWORD, Console, Elements, Reply, events_of, upserted
 from tests.unit.test_console_config import console_yaml
 from tests.unit.test_engine import invite
@@ -76,14 +77,15 @@ def test_the_table_stays_bounded_and_forgets_quiet_addresses():
 # -- over HTTP -----------------------------------------------------------------------------------
 
 
-def post_login(console: Console, body: str, peer: str = "192.0.2.7") -> Reply:
-    """POST /login from `peer` (the StringTransport's far end)."""
+def post_login(console: Console, body: str, peer: str = "192.0.2.7", headers: str = "") -> Reply:
+    """POST /login from `peer` (the StringTransport's far end), with `headers`
+    (lines ending in CRLF) added."""
     channel = console.site.buildProtocol(None)
     transport = StringTransport(peerAddress=IPv4Address("TCP", peer, 40000))
     channel.makeConnection(transport)
     data = body.encode()
-    channel.dataReceived(b"POST /login HTTP/1.0\r\nHost: 127.0.0.1\r\n"
-                         b"Content-Type: application/x-www-form-urlencoded\r\n"
+    channel.dataReceived(b"POST /login HTTP/1.0\r\nHost: 127.0.0.1\r\n" + headers.encode()
+                         + b"Content-Type: application/x-www-form-urlencoded\r\n"
                          + f"Content-Length: {len(data)}\r\n\r\n".encode() + data)
     return Reply(transport.value())
 
@@ -142,6 +144,68 @@ def test_retry_after_grows_for_an_address_that_keeps_failing():
     assert waits == [1, 2, 4, 8]
 
 
+def behind_proxy(proxies: str) -> Console:
+    """A console whose config trusts `proxies` (YAML list) as reverse proxies."""
+    base = "  listen: 'tcp:8080:interface=127.0.0.1'\n  users: {a: {password: x}}\n"
+    settings = load_text(console_yaml(base + f"  trusted_proxies: {proxies}\n")).console
+    console = Console()
+    console.site = console_site(console.service, console.sessions, console.feed, settings.trusted_proxies)
+    return console
+
+
+def test_behind_a_trusted_proxy_each_forwarded_client_is_throttled_on_its_own():
+    """Behind nginx on 127.0.0.1 (trusted), the throttle goes by X-Forwarded-For:
+    one guessing client is shut out, another behind the same proxy logs in. What a
+    client puts in the header itself does not help it: the proxy appends the real
+    address, read from the right. From an untrusted peer the header is ignored."""
+    console = behind_proxy("[127.0.0.1, '10.0.0.0/8']")
+    guesser = "X-Forwarded-For: 198.51.100.9\r\n"
+    for _ in range(5):
+        assert post_login(console, "username=admin&password=no", "127.0.0.1", guesser).status == 401
+    assert post_login(console, RIGHT, "127.0.0.1", guesser).status == 429
+    # The same guesser claiming another address first, through two trusted proxies.
+    spoofed = "X-Forwarded-For: 203.0.113.1, 198.51.100.9, 10.1.2.3\r\n"
+    assert post_login(console, RIGHT, "127.0.0.1", spoofed).status == 429
+    assert post_login(console, RIGHT, "127.0.0.1", "X-Forwarded-For: 198.51.100.10\r\n").status == 303
+    # An address that is no proxy cannot pick its bucket by the header.
+    for _ in range(5):
+        post_login(console, "username=admin&password=no", "192.0.2.50", "X-Forwarded-For: 198.51.100.11\r\n")
+    assert post_login(console, RIGHT, "192.0.2.50", "X-Forwarded-For: 198.51.100.12\r\n").status == 429
+    assert post_login(console, RIGHT, "127.0.0.1", "X-Forwarded-For: 198.51.100.11\r\n").status == 303
+
+
+def test_https_at_the_proxy_makes_the_session_cookie_secure():
+    """X-Forwarded-Proto: https from a trusted proxy: the cookie is Secure; the same
+    header from anyone else, or plain http, leaves it as it was."""
+    console = behind_proxy("['127.0.0.1']")
+    https = "X-Forwarded-For: 198.51.100.9\r\nX-Forwarded-Proto: https\r\n"
+    cookie = post_login(console, RIGHT, "127.0.0.1", https).header("set-cookie") or ""
+    assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie
+    plain = post_login(console, RIGHT, "127.0.0.1", "X-Forwarded-Proto: http\r\n").header("set-cookie") or ""
+    untrusted = post_login(console, RIGHT, "192.0.2.9", https).header("set-cookie") or ""
+    assert plain and untrusted and "Secure" not in plain and "Secure" not in untrusted
+
+
+def test_login_lines_name_the_client_address():
+    """The log says who logged in or was refused, and from which address (the
+    forwarded one behind a trusted proxy), for the operator and for fail2ban."""
+    lines: list[str] = []
+
+    def observe(event: dict[str, Any]) -> None:
+        if "console:" in str(event.get("log_format", "")):
+            lines.append(formatEvent(event))
+
+    globalLogPublisher.addObserver(observe)
+    try:
+        console = behind_proxy("['127.0.0.1']")
+        post_login(console, "username=admin&password=no", "127.0.0.1", "X-Forwarded-For: 198.51.100.9\r\n")
+        post_login(console, RIGHT, "192.0.2.7")
+    finally:
+        globalLogPublisher.removeObserver(observe)
+    assert "console: login refused for 'admin' from 198.51.100.9" in lines
+    assert "console: admin logged in from 192.0.2.7" in lines
+
+
 def test_login_settings_default_and_their_mistakes_are_named():
     """login_attempts 5, login_window 300, login_max_delay 300, max_rows 500 by
     default; a bad value names file, key and problem."""
@@ -152,7 +216,10 @@ def test_login_settings_default_and_their_mistakes_are_named():
     for extra, key, problem in (("login_attempts: 0", "console.login_attempts", "at least 1"),
                                 ("login_window: soon", "console.login_window", "number"),
                                 ("login_max_delay: 0", "console.login_max_delay", "at least 1"),
-                                ("max_rows: 2.5", "console.max_rows", "integer")):
+                                ("max_rows: 2.5", "console.max_rows", "integer"),
+                                ("trusted_proxies: [nginx]", "console.trusted_proxies", "not an IP address"),
+                                ("trusted_proxies: [127.0.0.1, 10.0.0.0/33]", "console.trusted_proxies[1]",
+                                 "not an IP address")):
         with pytest.raises(ConfigError) as caught:
             load_text(console_yaml(base + f"  {extra}\n"), "switch.yaml")
         assert (caught.value.file, caught.value.key) == ("switch.yaml", key)
