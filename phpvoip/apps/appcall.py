@@ -26,7 +26,7 @@ from zope.interface import implementer
 from phpvoip.apps.answering import MediaLeg
 from phpvoip.apps.bridging import BridgeAttempt
 from phpvoip.bridge_rebridge import TRANSFERRED, RebridgeFailed
-from phpvoip.interfaces import NORMAL_CLEARING, CallGone, Cause, IAppCall
+from phpvoip.interfaces import NORMAL_CLEARING, CallGone, Cause, IAppCall, LegState
 from phpvoip.media import prompts, tones
 
 if TYPE_CHECKING:
@@ -409,6 +409,11 @@ class AppCall(MediaLeg):
                 self._leaving = False
                 if started_ringback and self._play is not None and self._play[0] is started_ringback:
                     self.stop()
+                if keep.state is LegState.TERMINATED:
+                    # The caller hung up while they rang: the bridge stops the ringing
+                    # (487) before this call hears of the end. That is the caller gone,
+                    # not a number that failed (a queue must not count it as missed).
+                    result = Failure(CallGone(self._cause()))
             if not mine.called:
                 mine.callback(result) if not isinstance(result, Failure) else mine.errback(result)
 

@@ -189,6 +189,22 @@ async def test_caller_hanging_up_while_waiting_is_abandoned(reactor, sipp, switc
 
 
 @pytest_twisted.ensureDeferred
+async def test_caller_hanging_up_while_an_agent_rings_is_no_miss(reactor, sipp, switch, peers, tmp_path):
+    """Agent 1001 rings (ring timeout 10 s, max_no_answer 1) and the caller hangs
+    up after a second: 1001 gets CANCEL, the caller counts as abandoned, and 1001
+    is neither counted as missing the call nor paused for it."""
+    service, log, queue = await start(reactor, sipp, switch, peers, (
+        "    agents: ['1001']\n    ring_timeout: 10\n    max_no_answer: 1\n"),
+        {"1001": "queue_agent_silent.xml"}, timers=QUICK_TIMERS)
+    await call_queue(sipp, service, peers, 1, "queue_uac_abandon.xml", "-d", "1000")
+    [left] = log.left()
+    assert left.outcome == "abandoned" and left.waited < 3.0
+    assert await until(reactor, lambda: offered(tmp_path, "1001", "CANCELLED") == 1)
+    row = queue.agent_stats()[0]
+    assert (row["missed"], row["state"]) == (0, "available")
+
+
+@pytest_twisted.ensureDeferred
 async def test_agent_whose_call_died_by_keepalive_gets_the_next_call(reactor, sipp, switch, peers, tmp_path):
     """Agent 1001 stops answering the switch's keepalive OPTIONS after answering:
     the switch ends that call, and the next caller is offered to 1001 again."""

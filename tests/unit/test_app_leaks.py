@@ -81,15 +81,16 @@ def test_no_application_object_survives_its_call() -> None:
 
 
 def test_no_queue_call_survives_answered_or_abandoned() -> None:
-    """Queue callers answered by agent 201 (then hung up) or abandoned while 201
-    rings leave nothing behind, and 201 is free again each time."""
+    """Queue callers answered by agent 201 (then hung up), abandoned while 201
+    rings, or leaving by the exit digit while 201 rings (201 CANCELled, the caller
+    taken to 202) leave nothing behind, and 201 is free again each time."""
     from phpvoip.apps.queue import Queue
     from phpvoip.apps.queue_config import parse_settings as queue_settings
 
     before = instances()
     reactor, transport, phones = FakeReactor(), FakeTransport(), Phones()
     data = {"number": "700", "agents": ["201"], "welcome": [], "announce_frequency": 0,
-            "ports": "31200-31299", "retry_delay": 0}
+            "ports": "31200-31299", "retry_delay": 0, "exit_digit": "0", "exit_to": "202"}
     app = Queue("support", queue_settings(Section("t.yaml", "modules[0]", data)))
     engine = Engine(transport, reactor, "127.0.0.1", (Declines(), trunk("9*"), app, phones), Router(()),
                     Timers(), CallSettings(keepalive_interval=0))
@@ -101,10 +102,20 @@ def test_no_queue_call_survives_answered_or_abandoned() -> None:
         deliver(engine, caller_request("ACK", ok, 1, f"z9hG4bKqack{n}"))
         reactor.advance(0.5)
         agent = phones.rung.pop("201")
-        if n % 2:
+        if n % 3 == 1:
             agent.answer(offer_sdp(port=40200))
             reactor.advance(1)
             agent.hangup(NORMAL_CLEARING)
+        elif n % 3 == 2:
+            [port] = [p for p in reactor.ports.values() if p.listening]
+            press(port, "0")
+            reactor.advance(0.1)
+            assert agent.terminated
+            target = phones.rung.pop("202")
+            target.answer(offer_sdp(port=40300))
+            reactor.advance(1)
+            target.hangup(NORMAL_CLEARING)
+            del port, target
         else:
             deliver(engine, caller_request("BYE", ok, 2, f"z9hG4bKqbye{n}"))
         del agent, ok
@@ -115,5 +126,7 @@ def test_no_queue_call_survives_answered_or_abandoned() -> None:
         assert [row["state"] for row in app.agent_stats()] == ["available"], n
     assert engine.calls == {} and not app.calls
     [stats] = app.queue_stats()
-    assert stats["answered"] == 15 and stats["abandoned"] == 15 and stats["callers_waiting"] == 0
+    assert (stats["answered"], stats["abandoned"], stats["exited"]) == (10, 10, 10)
+    assert stats["callers_waiting"] == 0
+    assert [row["missed"] for row in app.agent_stats()] == [0]
     assert alive(before) == {kind.__name__: 0 for kind in KINDS}

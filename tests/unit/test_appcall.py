@@ -433,6 +433,26 @@ def test_cancelling_a_bridge_stops_the_ringing_and_the_call_stays(numbers):
     assert got[-1] == "7"
 
 
+def test_caller_hanging_up_while_a_bridge_rings_is_call_gone_not_a_failed_number():
+    """The caller's BYE while 201 rings: 201 is CANCELled and bridge() fails with
+    CallGone (the caller left), not RebridgeFailed (201 did not fail): a queue
+    must not count it as a missed offer."""
+    got = []
+
+    async def script(call):
+        await call.answer()
+        try:
+            await call.bridge("201", ring_timeout=30)
+        except Exception as e:
+            got.append(type(e))
+            raise
+
+    engine, transport, reactor, app, phones, ok, port = dial(script)
+    reactor.advance(1)
+    deliver(engine, caller_request("BYE", ok, 2, "z9hG4bKbye"))
+    assert got == [CallGone] and phones.rung["201"].terminated
+
+
 def test_originate_with_an_app_runs_it_when_the_callee_answers():
     """originate(from, to, app): the app calls `to` showing `from`; run() gets the call once `to` answers."""
     got = []
