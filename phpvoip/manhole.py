@@ -197,6 +197,30 @@ class Shell:
         """attendants(): auto attendants, callers in their menus, how calls ended."""
         print(inspect.attendants(self.engine))
 
+    def _supervise(self, agent: Any, action: str, queue: Any) -> None:
+        try:
+            where = None if queue is None else str(queue)
+            print(inspect.supervise_agent(self.engine, str(agent), action, where, by="the manhole"))
+        except LookupError as e:
+            print(e)
+
+    def agent_login(self, agent: Any, queue: Any = None) -> None:
+        """agent_login(agent, queue=None): log agent (an extension) in to `queue` (name
+        or number), or to every queue that accepts it; as its *45 would."""
+        self._supervise(agent, "login", queue)
+
+    def agent_logout(self, agent: Any, queue: Any = None) -> None:
+        """agent_logout(agent, queue=None): log the agent out (of every queue by default)."""
+        self._supervise(agent, "logout", queue)
+
+    def agent_pause(self, agent: Any, queue: Any = None) -> None:
+        """agent_pause(agent, queue=None): no more offers until agent_resume() or its *47."""
+        self._supervise(agent, "pause", queue)
+
+    def agent_resume(self, agent: Any, queue: Any = None) -> None:
+        """agent_resume(agent, queue=None): offers again (also clears an automatic pause)."""
+        self._supervise(agent, "resume", queue)
+
     def hangup(self, call: Any) -> None:
         """hangup(call): end a call ("call-17", 17, its SIP Call-ID or its record):
         both legs get a BYE (or CANCEL / error answer before answer) with a Reason."""
@@ -302,8 +326,9 @@ class Shell:
             print(f"{ip} is not banned")
 
 
-HELPERS = ("regs", "calls", "lines", "queues", "agents", "attendants", "hangup", "route", "originate",
-           "reload", "stats", "trace", "bans", "ban", "unban")
+HELPERS = ("regs", "calls", "lines", "queues", "agents", "agent_login", "agent_logout", "agent_pause",
+           "agent_resume", "attendants", "hangup", "route", "originate", "reload", "stats", "trace", "bans",
+           "ban", "unban")
 
 
 def switch_settings(switch: Any) -> str:

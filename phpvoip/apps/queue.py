@@ -52,6 +52,8 @@ __all__ = ["Queue", "QueueLogic", "parse_settings"]
 
 log = Logger()
 
+SUPERVISOR_ACTIONS = ("login", "logout", "pause", "resume")
+
 
 def _leave_hint(digit: str) -> list[str]:
     """"To leave the queue, press 0" for an exit digit; nothing without one."""
@@ -215,6 +217,27 @@ class QueueLogic:
         self._check_empty()
         self.dispatch()
         return paused
+
+    def supervise(self, number: str, action: str, by: str = "") -> str:
+        """A supervisor's `action` on agent `number`, from the manhole or the console:
+        one of `SUPERVISOR_ACTIONS`. Returns the agent's state after it; raises
+        ValueError saying why not (not an agent of this queue, not logged in)."""
+        if action not in SUPERVISOR_ACTIONS:
+            raise ValueError(f"no action {action!r} (one of {', '.join(SUPERVISOR_ACTIONS)})")
+        agent = self.agents.get(number)
+        if action == "login":
+            if agent is None and not self.settings.may_log_in(number):
+                raise ValueError(f"{number} is not an agent of queue {self.name}")
+            self.login(number)
+        elif agent is None or not agent.logged_in:
+            raise ValueError(f"agent {number} is not logged in to queue {self.name}")
+        elif action == "logout":
+            self.logout(number)
+        elif (action == "pause") != agent.paused:
+            self.toggle_pause(number)
+        log.info("queue {queue}: agent {agent} {action} by {by}", queue=self.name, agent=number,
+                 action=action, by=by or "a supervisor")
+        return self.agents[number].state(self.clock.seconds())
 
     def _empty(self) -> bool:
         """No agent logged in and unpaused: nobody will ever take a waiting caller."""
@@ -601,3 +624,9 @@ class Queue(Application):
 
     def agent_stats(self) -> list[dict[str, Any]]:
         return self.logic.agent_stats() if self.logic is not None else []
+
+    def supervise(self, number: str, action: str, by: str = "") -> str:
+        """`QueueLogic.supervise`: log an agent in or out, pause or resume it."""
+        if self.logic is None:
+            raise ValueError(f"queue {self.name} is not running")
+        return self.logic.supervise(number, action, by)

@@ -6,12 +6,13 @@ from __future__ import annotations
 from dataclasses import replace
 from types import SimpleNamespace
 
+import pytest
 from twisted.internet.task import Clock
 
 from phpvoip import config
 from phpvoip.apps.queue import Queue
 from phpvoip.apps.queue_events import AgentStateChanged
-from phpvoip.inspect import agents, queues
+from phpvoip.inspect import agents, queues, supervise_agent
 from phpvoip.metrics import build_registry
 from phpvoip.service import build_service
 from tests.unit.test_metrics import scrape
@@ -69,3 +70,34 @@ def test_started_queue_observes_and_reports(tmp_path):
     finally:
         queue.stop()
     assert queue not in service.engine.events.observers
+
+
+def test_a_supervisor_logs_agents_in_and_out_and_pauses_them(tmp_path):
+    """inspect.supervise_agent (the manhole's agent_login/logout/pause/resume and the
+    console's buttons): the agent's state after each action, per queue; why not when
+    it cannot be done; a state change on the event stream for the console."""
+    service = built(tmp_path)
+    [queue] = [m for m in service.engine.modules if isinstance(m, Queue)]
+    seen = []
+    service.engine.add_observer(SimpleNamespace(call_event=seen.append))
+    queue.start(service.engine)
+    try:
+        def result(*args, **kw):
+            return supervise_agent(service.engine, *args, by="test", **kw).rows
+
+        assert result("1001", "pause") == [("sales", "1001", "paused")]
+        assert ("1001", "available", "paused") in [
+            (e.agent, e.old, e.new) for e in seen if isinstance(e, AgentStateChanged)]
+        assert result("1001", "pause") == [("sales", "1001", "paused")]  # already: no change
+        assert result("1001", "resume", queue="700") == [("sales", "1001", "available")]
+        assert result("1003", "pause") == [("sales", "1003", "agent 1003 is not logged in to queue sales")]
+        assert result("1003", "login", queue="sales") == [("sales", "1003", "available")]
+        assert result("1003", "logout") == [("sales", "1003", "logged-out")]
+        assert result("1004", "login") == [("sales", "1004", "1004 is not an agent of queue sales")]
+        assert "no action 'lunch'" in result("1001", "lunch")[0][2]
+        with pytest.raises(LookupError):
+            supervise_agent(service.engine, "1001", "pause", queue="701")
+        rows = {r["agent"]: r for r in queue.agent_stats()}
+        assert (rows["1001"]["state"], rows["1003"]["state"]) == ("available", "logged-out")
+    finally:
+        queue.stop()
