@@ -271,26 +271,31 @@ def agents(engine: Any) -> Table:
     return _stats_table(engine, "agent_stats", "agent", "no queues configured (so no agents)")
 
 
-def supervise_agent(engine: Any, number: str, action: str, queue: str | None = None, by: str = "") -> Table:
+def supervise(engine: Any, number: str, action: str, queue: str | None = None,
+              by: str = "") -> list[tuple[str, bool, str]]:
     """Log agent `number` in or out, pause or resume it (`action`), in `queue` (a
-    queue module's name or number) or in every queue it belongs to; one row per
-    queue with the agent's state after it, or why not. Raises LookupError for a
-    `queue` that no module is."""
+    queue module's name or number) or in every queue it belongs to. Per queue:
+    (queue, done, the agent's state after it or why not). Raises LookupError for
+    a `queue` that no module is."""
     modules = [m for m in engine.modules if getattr(m, "supervise", None) is not None]
     if queue is not None:
         modules = [m for m in modules if str(queue) in (m.name, str(getattr(m, "number", "")))]
         if not modules:
             raise LookupError(f"no queue {queue!r}")
-    done: list[tuple[str, str]] = []
-    refused: list[tuple[str, str]] = []
+    results = []
     for module in modules:
         try:
-            done.append((module.name, module.supervise(number, action, by)))
+            results.append((module.name, True, module.supervise(number, action, by)))
         except ValueError as e:
-            refused.append((module.name, str(e)))
-    table = Table(("QUEUE", "AGENT", "RESULT"), empty="no queues configured")
+            results.append((module.name, False, str(e)))
     # Once it worked somewhere, the queues the agent has nothing to do with are noise.
-    for name, result in done or refused:
+    return [r for r in results if r[1]] or results
+
+
+def supervise_agent(engine: Any, number: str, action: str, queue: str | None = None, by: str = "") -> Table:
+    """`supervise` as a table: one row per queue."""
+    table = Table(("QUEUE", "AGENT", "RESULT"), empty="no queues configured")
+    for name, _, result in supervise(engine, number, action, queue, by):
         table.add(name, number, result)
     return table
 

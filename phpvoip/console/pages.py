@@ -8,6 +8,7 @@ import json
 from datetime import UTC, datetime
 from html import escape
 from typing import Any
+from urllib.parse import quote
 
 from phpvoip.console.records import DISPOSITIONS, RecordQuery, switch_call_id
 
@@ -74,6 +75,43 @@ def data_table(table_id: str, table: dict[str, Any], caption: str) -> str:
             f'<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>')
 
 
+def agent_actions(module: str, agent: str, state: str, paused: str) -> list[tuple[str, str]]:
+    """The supervisor's buttons for one agent row: (action, label). console.js
+    makes the same ones when it redraws the table."""
+    if state == "logged-out":
+        return [("login", "Log in")]
+    return [("resume", "Resume") if paused == "True" else ("pause", "Pause"), ("logout", "Log out")]
+
+
+def agent_action_url(module: str, agent: str, action: str) -> str:
+    return f"/agents/{quote(agent, safe='')}/{action}?queue={quote(module, safe='')}"
+
+
+def agents_table(table: dict[str, Any], csrf: str) -> str:
+    """The agents table with a last cell of buttons (log in, pause or resume, log
+    out), each a form posting to /agents/<agent>/<action>?queue=<module>."""
+    columns = table["columns"]
+    if not table["rows"] or "AGENT" not in columns:
+        return data_table("agents-table", table, "Agents")
+    at = {c: columns.index(c) for c in ("MODULE", "AGENT", "STATE", "PAUSED") if c in columns}
+    head = "".join(f'<th scope="col">{_e(c)}</th>' for c in columns) + '<th scope="col">Actions</th>'
+    rows = []
+    for row in table["rows"]:
+        module, agent = row[at["MODULE"]], row[at["AGENT"]]
+        state, paused = row[at["STATE"]] if "STATE" in at else "", row[at["PAUSED"]] if "PAUSED" in at else ""
+        forms = "".join(
+            f'<form method="post" action="{_e(agent_action_url(module, agent, action))}" '
+            'class="agent-action">'
+            f'<input type="hidden" name="csrf" value="{_e(csrf)}">'
+            f'<button type="submit" aria-label="{label} {_e(agent)} in {_e(module)}">{label}</button></form>'
+            for action, label in agent_actions(module, agent, state, paused))
+        cells = "".join(f'<td data-label="{_e(c)}">{_e(v)}</td>' for c, v in zip(columns, row, strict=False))
+        rows.append(f'<tr>{cells}<td data-label="Actions">{forms}</td></tr>')
+    return (f'<table id="agents-table" class="data"><caption>Agents</caption>'
+            f'<thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+            '<p id="agents-status" role="status" aria-live="polite"></p>')
+
+
 def chart(counts: list[int]) -> str:
     """The calls-per-minute bar chart of the last hour (oldest on the left)."""
     top = max(max(counts, default=0), 1)
@@ -99,7 +137,7 @@ def dashboard_page(stats: dict[str, Any], lines: dict[str, Any], queues: dict[st
         '<p class="axis" aria-hidden="true"><span>60 min ago</span><span>now</span></p></section>'
         f'<section>{data_table("lines-table", lines, "Outside lines")}</section>'
         f'<section>{data_table("queues-table", queues, "Queues")}'
-        f'{data_table("agents-table", agents, "Agents")}</section>'
+        f'{agents_table(agents, common.get("csrf", ""))}</section>'
     )
     return layout("Dashboard", body, page="/", **common)
 

@@ -68,6 +68,9 @@ class StaticFiles(resource.Resource):
         return found[1]
 
 
+AGENT_ACTIONS = ("login", "logout", "pause", "resume")  # phpvoip.apps.queue.SUPERVISOR_ACTIONS
+
+
 def _arg(request: Any, name: str) -> str:
     values = request.args.get(name.encode()) or [b""]
     return values[0].decode("utf-8", "replace")
@@ -202,7 +205,30 @@ class ConsoleResource(resource.Resource):
             request.setResponseCode(303)
             request.setHeader(b"location", b"/calls")
             return b""
+        if len(parts) == 4 and parts[1] == "agents" and parts[3] in AGENT_ACTIONS:
+            return self._supervise(request, session, parts[2], parts[3])
         return self._plain(request, 404, "not found")
+
+    def _supervise(self, request: Any, session: Session, agent: str, action: str) -> bytes:
+        """POST /agents/<agent>/<action>?queue=<name>: a supervisor's button on the
+        dashboard (log in, log out, pause, resume); 204 to a script, 303 to the
+        dashboard for a plain form, 404/409 with why not."""
+        queue = _arg(request, "queue") or None
+        try:
+            results = inspect.supervise(self.engine, agent, action, queue, by=f"console user {session.user}")
+        except LookupError as e:
+            return self._plain(request, 404, str(e))
+        if not results:
+            return self._plain(request, 404, "no queues configured")
+        refused = [why for _, done, why in results if not done]
+        if refused:
+            return self._plain(request, 409, "; ".join(refused))
+        if request.getHeader(b"x-csrf-token") is not None:
+            request.setResponseCode(204)  # the feed redraws the agents table
+            return b""
+        request.setResponseCode(303)
+        request.setHeader(b"location", b"/")
+        return b""
 
     # -- GET -----------------------------------------------------------------------------------
 

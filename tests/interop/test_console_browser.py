@@ -326,6 +326,31 @@ async def test_keyboard_hangup_on_a_narrow_window(reactor, sipp, switch, peers, 
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_supervisor_pauses_and_logs_out_an_agent_from_the_dashboard(reactor, switch, chromium):
+    """Queue 700 with static agent 1001: on the dashboard, its Pause button pauses it
+    (the page's fetch, then the event stream redraws the row with Resume), and Log
+    out logs it out (the row then offers Log in). The queue says the same."""
+    port = free_port()
+    service = await switch(
+        trunk_config(free_port())
+        + "  - {type: queue, name: support, number: '700', agents: ['1001'], ports: '46120-46129'}\n"
+        + "console:\n"
+        + f"  listen: 'tcp:{port}:interface={LOOPBACK}'\n"
+        + f"  users: {{{USER}: {{password_hash: '{password_hash(PASSWORD)}'}}}}\n")
+    base = f"http://{LOOPBACK}:{port}"
+    [queue] = [m for m in service.engine.modules if m.name == "support"]
+    await on(log_in, chromium, base)
+    button = "#agents-table form.agent-action button[aria-label='{} 1001 in support']"
+    await on(open_page, chromium, base, "/", button.format("Pause"))
+    await on(lambda: chromium.find_element("css selector", button.format("Pause")).click())
+    await on(wait_for, chromium, css(button.format("Resume")))
+    assert queue.agent_stats()[0]["state"] == "paused"
+    await on(lambda: chromium.find_element("css selector", button.format("Log out")).click())
+    await on(wait_for, chromium, css(button.format("Log in")))
+    assert queue.agent_stats()[0]["state"] == "logged-out"
+
+
+@pytest_twisted.ensureDeferred
 async def test_calls_beyond_max_rows_are_counted_and_shown_as_room_frees(reactor, sipp, switch, peers,
                                                                          chromium, tmp_path):
     """max_rows 2 and three SIPp calls: /calls has two rows and "1 more call not

@@ -326,3 +326,65 @@ def test_a_flush_builds_rows_only_for_shown_calls():
     batches = calls_batches(stream)
     assert len(upserted([("calls", b) for b in batches])) == 50 == console.feed.rows_built
     assert batches[-1]["more"] == 1950
+
+
+# -- a supervisor's buttons on the agents ------------------------------------------------------
+
+
+def console_with_queue() -> tuple[Console, Any]:
+    """A logged-in console over a switch with queue "sales" (700): static agent 1001,
+    dynamic 1003."""
+    from phpvoip.apps.queue import Queue
+    from phpvoip.apps.queue_config import parse_settings as queue_settings
+    from phpvoip.settings import Section
+
+    console = Console()
+    data = {"number": "700", "agents": ["1001"], "dynamic_agents": ["1003"], "ports": "46110-46119"}
+    queue = Queue("sales", queue_settings(Section("t.yaml", "modules[1]", data)), reactor=console.clock)
+    engine = console.switch.engine
+    engine.modules = [*engine.modules, queue]
+    queue.start(engine)
+    console.login()
+    return console, queue
+
+
+def agent_rows(queue: Any) -> dict[str, tuple[str, bool]]:
+    return {r["agent"]: (r["state"], r["paused"]) for r in queue.agent_stats()}
+
+
+def test_the_dashboard_offers_each_agent_its_buttons_and_they_act():
+    """The agents table has a form per action: Pause and Log out for an agent who is
+    in, Log in for one who is out; each posts with the CSRF token. A form post acts
+    and goes back to the dashboard (303); a script's (X-CSRF-Token) gets 204."""
+    console, queue = console_with_queue()
+    page = Elements(console.request("GET", "/").text)
+    actions = {a["action"] for a in page.find("form", class_="agent-action")}
+    assert actions == {"/agents/1001/pause?queue=sales", "/agents/1001/logout?queue=sales"}
+    assert page.find("input", type="hidden", name="csrf", value=console.csrf)
+    reply = console.request("POST", "/agents/1001/pause?queue=sales", f"csrf={console.csrf}".encode())
+    assert reply.status == 303 and reply.header("location") == "/"
+    assert agent_rows(queue)["1001"] == ("paused", True)
+    page = Elements(console.request("GET", "/").text)
+    forms = {a["action"] for a in page.find("form", class_="agent-action")}
+    assert "/agents/1001/resume?queue=sales" in forms
+    token = {"X-CSRF-Token": console.csrf}
+    fetched = console.request("POST", "/agents/1001/resume?queue=sales", headers=token)
+    assert fetched.status == 204 and agent_rows(queue)["1001"] == ("available", False)
+    assert console.request("POST", "/agents/1003/login", headers=token).status == 204
+    assert agent_rows(queue)["1003"] == ("available", False)
+    queue.stop()
+
+
+def test_agent_buttons_refuse_without_the_token_and_say_why_not():
+    """No CSRF token: 403 and nothing changes. An unknown queue 404; an agent who is
+    not logged in cannot be paused (409, with why); an unknown action is 404."""
+    console, queue = console_with_queue()
+    assert console.request("POST", "/agents/1001/logout?queue=sales", b"csrf=wrong").status == 403
+    assert agent_rows(queue)["1001"] == ("available", False)
+    token = {"X-CSRF-Token": console.csrf}
+    assert console.request("POST", "/agents/1001/pause?queue=support", headers=token).status == 404
+    refused = console.request("POST", "/agents/1003/pause?queue=sales", headers=token)
+    assert refused.status == 409 and "not logged in" in refused.text
+    assert console.request("POST", "/agents/1001/lunch?queue=sales", headers=token).status == 404
+    assert agent_rows(queue)["1001"] == ("available", False)
+    queue.stop()

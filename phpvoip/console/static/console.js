@@ -176,15 +176,57 @@
       tr.appendChild(el("td", { colspan: String(table.columns.length) }, table.empty));
       rows.push(tr);
     }
+    const actions = id === "agents-table" && table.rows.length > 0;
+    if (actions) headRow.appendChild(el("th", { scope: "col" }, "Actions"));
     for (const cells of table.rows) {
       const tr = el("tr");
       cells.forEach(function (cell, i) {
         tr.appendChild(el("td", { "data-label": table.columns[i] || "" }, cell));
       });
+      if (actions) tr.appendChild(agentActions(table.columns, cells));
       rows.push(tr);
     }
     body.replaceChildren(...rows);
   }
+
+  // The supervisor's buttons of an agent row, as pages.agent_actions makes them.
+  function agentActions(columns, cells) {
+    const get = function (name) { return cells[columns.indexOf(name)] || ""; };
+    const module = get("MODULE"), agent = get("AGENT");
+    const buttons = get("STATE") === "logged-out" ? [["login", "Log in"]]
+      : [get("PAUSED") === "True" ? ["resume", "Resume"] : ["pause", "Pause"], ["logout", "Log out"]];
+    const td = el("td", { "data-label": "Actions" });
+    for (const [action, label] of buttons) {
+      const form = el("form", {
+        method: "post", class: "agent-action",
+        action: "/agents/" + encodeURIComponent(agent) + "/" + action + "?queue=" + encodeURIComponent(module),
+      });
+      form.appendChild(el("input", { type: "hidden", name: "csrf", value: csrf }));
+      form.appendChild(el("button", { type: "submit", "aria-label": label + " " + agent + " in " + module }, label));
+      td.appendChild(form);
+    }
+    return td;
+  }
+
+  // Agent buttons with fetch (204: the feed redraws the table); why not, in the status line.
+  document.addEventListener("submit", function (event) {
+    const form = event.target;
+    if (!form.classList || !form.classList.contains("agent-action")) return;
+    event.preventDefault();
+    const status = document.getElementById("agents-status");
+    const button = form.querySelector("button");
+    if (button) button.disabled = true;
+    fetch(form.action, { method: "POST", headers: { "X-CSRF-Token": csrf }, credentials: "same-origin" })
+      .then(function (response) {
+        if (response.status === 204) {
+          if (status) status.textContent = "";
+          return;
+        }
+        if (button) button.disabled = false;
+        return response.text().then(function (text) { if (status) status.textContent = text.trim(); });
+      })
+      .catch(function () { if (button) button.disabled = false; });
+  });
 
   let registrationsDue = null;
   function refreshRegistrations() {
