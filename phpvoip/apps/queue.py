@@ -303,6 +303,9 @@ class QueueLogic:
             available = [a for a in self.members if a.state(now) == AVAILABLE]
             if not available:
                 return
+            # Penalties: only the available agents of the lowest one are offered.
+            lowest = min(a.settings.penalty for a in available)
+            available = [a for a in available if a.settings.penalty == lowest]
             self._offer(entry, self.strategy.pick(available, self.members))
 
     def _offer(self, entry: _Caller, agents: list[Agent]) -> None:

@@ -19,12 +19,14 @@ STRATEGIES = ("ring-all", "round-robin", "longest-idle", "fewest-calls", "random
 @dataclass(frozen=True, slots=True)
 class AgentSettings:
     """One agent's timers: how long its phone rings, how long it rests after a
-    missed offer, how long it writes up after a call."""
+    missed offer, how long it writes up after a call; and its `penalty` (Asterisk's
+    word): an agent is offered calls only while no available agent has a lower one."""
 
     number: str
     ring_timeout: float = 15.0
     retry_delay: float = 5.0
     wrapup: float = 0.0
+    penalty: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +56,7 @@ class QueueSettings(AppSettings):
     strategy: str = "ring-all"
     agents: tuple[AgentSettings, ...] = ()  # static: logged in from the start
     dynamic_agents: tuple[str, ...] = ()  # may log in with the feature codes; "any": anyone
+    dynamic_settings: tuple[AgentSettings, ...] = ()  # those of them listed with their own settings
     ring_timeout: float = 15.0
     retry_delay: float = 5.0
     wrapup: float = 0.0
@@ -72,8 +75,9 @@ class QueueSettings(AppSettings):
     features: FeatureCodes = field(default_factory=FeatureCodes)
 
     def agent(self, number: str) -> AgentSettings:
-        """The timers of `number`: its own if it is a static agent, the queue's."""
-        for agent in self.agents:
+        """The settings of `number`: its own if it is listed with them (static or
+        dynamic), else the queue's."""
+        for agent in (*self.agents, *self.dynamic_settings):
             if agent.number == number:
                 return agent
         return AgentSettings(number, self.ring_timeout, self.retry_delay, self.wrapup)
@@ -87,24 +91,28 @@ def _seconds(section: Section, name: str, default: float) -> float:
     return float(section.number(name, default, minimum=0))
 
 
-def _agents(section: Section, defaults: AgentSettings) -> tuple[AgentSettings, ...]:
+def _agents(section: Section, key: str, defaults: AgentSettings,
+            taken: tuple[AgentSettings, ...] = ()) -> tuple[AgentSettings, ...]:
+    """The agents listed under `key`: numbers, or mappings with number: and their own
+    ring_timeout, retry_delay, wrapup, penalty. An agent may be listed once."""
     agents: list[AgentSettings] = []
-    for i, item in enumerate(section.items("agents")):
+    for i, item in enumerate(section.items(key)):
         if isinstance(item, (str, int)) and not isinstance(item, bool):
             agent = AgentSettings(str(item), defaults.ring_timeout, defaults.retry_delay, defaults.wrapup)
         elif isinstance(item, dict):
-            one = Section(section.file, section.key("agents") + f"[{i}]", item)
+            one = Section(section.file, section.key(key) + f"[{i}]", item)
             agent = AgentSettings(
                 one.string("number"),
                 float(one.number("ring_timeout", defaults.ring_timeout, minimum=0.1)),
                 _seconds(one, "retry_delay", defaults.retry_delay),
                 _seconds(one, "wrapup", defaults.wrapup),
+                one.integer("penalty", 0, minimum=0),
             )
             one.check_unknown()
         else:
-            raise section.error(f"agents[{i}]", "must be a number or a mapping with number:")
-        if any(a.number == agent.number for a in agents):
-            raise section.error(f"agents[{i}]", f"agent {agent.number} is listed twice")
+            raise section.error(f"{key}[{i}]", "must be a number or a mapping with number:")
+        if any(a.number == agent.number for a in (*taken, *agents)):
+            raise section.error(f"{key}[{i}]", f"agent {agent.number} is listed twice")
         agents.append(agent)
     return tuple(agents)
 
@@ -117,7 +125,9 @@ def parse_settings(section: Section) -> QueueSettings:
     ring_timeout = float(section.number("ring_timeout", 15.0, minimum=0.1))
     retry_delay = _seconds(section, "retry_delay", 5.0)
     wrapup = _seconds(section, "wrapup", 0.0)
-    agents = _agents(section, AgentSettings("", ring_timeout, retry_delay, wrapup))
+    defaults = AgentSettings("", ring_timeout, retry_delay, wrapup)
+    agents = _agents(section, "agents", defaults)
+    dynamic = _agents(section, "dynamic_agents", defaults)  # a static agent may be listed too
     exit_digit = section.string("exit_digit", "")
     if exit_digit and (len(exit_digit) != 1 or exit_digit not in "0123456789*#"):
         raise section.error("exit_digit", f"must be one digit 0-9, * or #, not {exit_digit!r}")
@@ -130,12 +140,13 @@ def parse_settings(section: Section) -> QueueSettings:
     codes.check_unknown()
     if len({features.login, features.logout, features.pause}) != 3:
         raise section.error("feature_codes", "login, logout and pause must differ")
-    dynamic = section.strings("dynamic_agents", [])
     return QueueSettings(
         **app_settings(section, ports=QUEUE_PORTS, max_duration=4 * 3600.0),
         strategy=strategy,
         agents=agents,
-        dynamic_agents=tuple(dynamic),
+        dynamic_agents=tuple(a.number for a in dynamic),
+        dynamic_settings=tuple(a for a, item in zip(dynamic, section.items("dynamic_agents"), strict=True)
+                               if isinstance(item, dict)),
         ring_timeout=ring_timeout,
         retry_delay=retry_delay,
         wrapup=wrapup,

@@ -391,3 +391,43 @@ def test_reload_keeps_agents_and_callers():
         "1003": "ringing", "1001": "busy", "1002": "logged-out", "1005": "busy"}
     assert call.ringing == "1003" and logic.agents["1001"].settings.wrapup == 4
     assert logic.queue_stats()[0]["strategy"] == "linear" and len(busy) == 3
+
+
+def test_penalties_offer_the_lowest_tier_first():
+    """Agents with penalty 1 are offered a caller only while no penalty-0 agent is
+    available (busy on a call, paused or logged out); ring-all rings one tier; a
+    dynamic agent listed with its own penalty gets it when it logs in."""
+    agents = [{"number": "1001"}, {"number": "1002", "penalty": 1}, {"number": "1003", "penalty": 1}]
+    dynamic = [{"number": "1004", "penalty": 2}]
+    clock, logic, events, switch = make_queue(agents=agents, dynamic_agents=dynamic)
+    first = join(logic, switch)
+    assert first.ringing == "1001"  # ring-all, but only the lowest tier: one agent
+    first.agent_answers("1001")
+    switch.transferred(first.id, "1001", "switch")
+    second = join(logic, switch, "2002")
+    assert second.ringing == ["1002", "1003"]  # 1001 is busy: the next tier
+    logic.toggle_pause("1002")
+    logic.toggle_pause("1003")
+    second.gone()
+    logic.login("1004")
+    third = join(logic, switch, "2003")
+    assert third.ringing == "1004" and logic.settings.agent("1004").penalty == 2
+    third.gone()
+    switch.end(first.id)
+    fourth = join(logic, switch, "2004")
+    assert fourth.ringing == "1001"
+
+
+def test_penalty_config_and_its_mistakes():
+    """penalty: a whole number from 0, on static agents and on dynamic ones listed
+    as mappings; bad values name the key."""
+    parsed = settings(agents=[{"number": "1001", "penalty": 3}], dynamic_agents=["1002", {"number": "1003"}])
+    assert parsed.agent("1001").penalty == 3 and parsed.agent("1002").penalty == 0
+    assert parsed.dynamic_agents == ("1002", "1003") and parsed.may_log_in("1003")
+    for data, key in (({"agents": [{"number": "1001", "penalty": -1}]}, "modules[0].agents[0].penalty"),
+                      ({"dynamic_agents": [{"number": "1003", "penalty": "low"}]},
+                       "modules[0].dynamic_agents[0].penalty"),
+                      ({"dynamic_agents": ["1003", "1003"]}, "modules[0].dynamic_agents[1]")):
+        with pytest.raises(ConfigError) as caught:
+            settings(**data)
+        assert caught.value.key == key, caught.value
