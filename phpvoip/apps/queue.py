@@ -142,8 +142,8 @@ class QueueLogic:
         }]
 
     def agent_stats(self) -> list[dict[str, Any]]:
-        """One row per agent: state, whether paused, live calls, answered and missed
-        offers, talk time of its queue calls (seconds)."""
+        """One row per agent: state, whether paused, its penalty, live calls, answered
+        and missed offers, talk time of its queue calls (seconds)."""
         now = self.clock.seconds()
         return [{
             "queue": self.name,
@@ -151,6 +151,7 @@ class QueueLogic:
             "state": a.state(now),
             "paused": a.paused,
             "static": a.static,
+            "penalty": a.settings.penalty,
             "calls": len(a.calls),
             "answered": a.answered,
             "missed": a.missed,
