@@ -36,6 +36,16 @@ def built(tmp_path):
     return build_service(config.load(path), FakeReactor())
 
 
+def started(tmp_path):
+    """The built switch, its queue started on the engine, and the events seen since."""
+    service = built(tmp_path)
+    [queue] = [m for m in service.engine.modules if isinstance(m, Queue)]
+    seen: list = []
+    service.engine.add_observer(SimpleNamespace(call_event=seen.append))
+    queue.start(service.engine)
+    return service, queue, seen
+
+
 def test_config_builds_a_queue_module_through_the_plugin(tmp_path):
     """`type: queue` in the YAML makes a Queue answering 700 and the feature codes."""
     service = built(tmp_path)
@@ -50,11 +60,7 @@ def test_config_builds_a_queue_module_through_the_plugin(tmp_path):
 def test_started_queue_observes_and_reports(tmp_path):
     """Started on the engine, the queue publishes its static agents' first state on
     the event stream; metrics and the manhole's tables read its figures."""
-    service = built(tmp_path)
-    [queue] = [m for m in service.engine.modules if isinstance(m, Queue)]
-    seen = []
-    service.engine.add_observer(SimpleNamespace(call_event=seen.append))
-    queue.start(service.engine)
+    service, queue, seen = started(tmp_path)
     try:
         assert [(e.agent, e.new) for e in seen if isinstance(e, AgentStateChanged)] == [
             ("1001", "available"), ("1002", "available")]
@@ -76,11 +82,7 @@ def test_a_supervisor_logs_agents_in_and_out_and_pauses_them(tmp_path):
     """inspect.supervise_agent (the manhole's agent_login/logout/pause/resume and the
     console's buttons): the agent's state after each action, per queue; why not when
     it cannot be done; a state change on the event stream for the console."""
-    service = built(tmp_path)
-    [queue] = [m for m in service.engine.modules if isinstance(m, Queue)]
-    seen = []
-    service.engine.add_observer(SimpleNamespace(call_event=seen.append))
-    queue.start(service.engine)
+    service, queue, seen = started(tmp_path)
     try:
         def result(*args, **kw):
             return supervise_agent(service.engine, *args, by="test", **kw).rows
