@@ -91,10 +91,9 @@ def _seconds(section: Section, name: str, default: float) -> float:
     return float(section.number(name, default, minimum=0))
 
 
-def _agents(section: Section, key: str, defaults: AgentSettings,
-            taken: tuple[AgentSettings, ...] = ()) -> tuple[AgentSettings, ...]:
+def _agents(section: Section, key: str, defaults: AgentSettings) -> tuple[AgentSettings, ...]:
     """The agents listed under `key`: numbers, or mappings with number: and their own
-    ring_timeout, retry_delay, wrapup, penalty. An agent may be listed once."""
+    ring_timeout, retry_delay, wrapup, penalty. Each may be listed once."""
     agents: list[AgentSettings] = []
     for i, item in enumerate(section.items(key)):
         if isinstance(item, (str, int)) and not isinstance(item, bool):
@@ -111,7 +110,7 @@ def _agents(section: Section, key: str, defaults: AgentSettings,
             one.check_unknown()
         else:
             raise section.error(f"{key}[{i}]", "must be a number or a mapping with number:")
-        if any(a.number == agent.number for a in (*taken, *agents)):
+        if any(a.number == agent.number for a in agents):
             raise section.error(f"{key}[{i}]", f"agent {agent.number} is listed twice")
         agents.append(agent)
     return tuple(agents)
