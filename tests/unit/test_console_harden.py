@@ -267,6 +267,13 @@ def calls_batches(stream: StringTransport) -> list[dict[str, Any]]:
     return got
 
 
+def apply_batches(held: set[str], batches: list[dict[str, Any]]) -> set[str]:
+    """The calls a page holds after `batches`, applied one by one as console.js does."""
+    for batch in batches:
+        held = (held - set(batch["ended"])) | {r["id"] for r in batch["upsert"]}
+    return held
+
+
 def test_the_stream_keeps_the_window_as_calls_come_and_go():
     """The first batch is the page's window with "more"; a shown call that ends is
     named ended and the next oldest joins; an unshown one ending or a new call
@@ -299,8 +306,7 @@ def test_the_stream_keeps_the_window_as_calls_come_and_go():
         console.switch.engine.hangup(call_id)
     console.clock.advance(FLUSH_INTERVAL)
     batches = calls_batches(stream)
-    for batch in batches:
-        held = (held - set(batch["ended"])) | {r["id"] for r in batch["upsert"]}
+    held = apply_batches(held, batches)
     live = list(console.switch.engine.calls)
     assert held == set(live[:10]) and batches[-1]["more"] == len(live) - 10 == 7
     assert len(console.feed._shown) == 10
@@ -309,8 +315,7 @@ def test_the_stream_keeps_the_window_as_calls_come_and_go():
         console.switch.engine.hangup(call_id)
     console.clock.advance(FLUSH_INTERVAL)
     batches = calls_batches(stream)
-    for batch in batches:
-        held = (held - set(batch["ended"])) | {r["id"] for r in batch["upsert"]}
+    held = apply_batches(held, batches)
     assert held == set(console.switch.engine.calls) and batches[-1]["more"] == 0
     assert set(newer) <= held
 
