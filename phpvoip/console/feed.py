@@ -182,12 +182,10 @@ class ConsoleFeed:
         request.setHeader(b"x-accel-buffering", b"no")
         first = [b"retry: 2000\n\n"]
         if "calls" in topics:
-            ids, more = call_window(self.engine, self.max_rows)
-            now = self.clock.seconds()
-            rows = [call_row(self.engine.calls[i], now) for i in ids]
+            rows, more = self.window_rows()
             if not self._wanted["calls"]:
                 self._more = more
-            self._shown.update(ids)
+            self._shown.update(row["id"] for row in rows)
             first.append(sse_message("calls", {"upsert": rows, "ended": [], "more": more, "all": True}))
         if "stats" in topics:
             first.append(sse_message("stats", self.stats()))
